@@ -1,0 +1,55 @@
+"""Hessian access for the solvers and the sharpness measures: dense for small n,
+matrix-free (Hessian-vector products, Lanczos from matfree) otherwise."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from matfree import decomp, eig
+
+from ._objective import Array, Objective
+
+#: Largest dimension for which the Hessian is formed densely (n Hessian-vector products).
+DENSE_HESSIAN_MAX_N = 400
+
+
+@partial(jax.jit, static_argnums=0)
+def _dense_hessian_jax(fun, y):
+    hvp = lambda v: jax.jvp(jax.grad(fun), (y,), (v,))[1]
+    H = jax.vmap(hvp)(jnp.eye(y.shape[0]))
+    return 0.5 * (H + H.T)
+
+
+def dense_hessian(obj: Objective, y: Array) -> Array:
+    """The Hessian at ``y`` as a dense symmetric matrix (exact for JAX objectives)."""
+    if obj.is_jax:
+        return _dense_hessian_jax(obj.fun, y)
+    H = jnp.stack([obj.hvp(y, e) for e in jnp.eye(obj.n)])
+    return 0.5 * (H + H.T)
+
+
+def lanczos_eigh(matvec, n: int, num_matvecs: int, key: Array) -> tuple[Array, Array]:
+    """Ritz values (ascending) and Ritz vectors (rows) after ``num_matvecs`` Lanczos steps
+    with full reorthogonalisation (matfree)."""
+    num = int(min(num_matvecs, n))
+    v0 = jax.random.normal(key, (n,))
+    eigh = eig.eigh_partial(decomp.tridiag_sym(num, reortho="full"))
+    vals, vecs = eigh(matvec, v0)
+    return vals, vecs
+
+
+def top_eigenpairs(obj: Objective, y: Array, k: int, *, seed: int = 0) -> tuple[Array, Array]:
+    """The ``k`` largest Hessian eigenvalues at ``y`` (descending) and their eigenvectors
+    (rows). Dense below :data:`DENSE_HESSIAN_MAX_N`, Lanczos above."""
+    n = obj.n
+    if n <= DENSE_HESSIAN_MAX_N:
+        vals, vecs = np.linalg.eigh(np.asarray(dense_hessian(obj, y)))
+        order = np.argsort(vals)[::-1][:k]
+        return jnp.asarray(vals[order]), jnp.asarray(vecs[:, order].T)
+    matvec = lambda v: obj.hvp(y, v)
+    vals, vecs = lanczos_eigh(matvec, n, min(n, 60), jax.random.PRNGKey(seed))
+    order = jnp.argsort(vals)[::-1][:k]
+    return vals[order], vecs[order]

@@ -1,0 +1,232 @@
+"""Wrap a user's objective as a JAX function of one flat vector.
+
+Two kinds of objective come in:
+
+* a JAX-traceable function of one array or pytree that returns a scalar;
+* any object with a NumPy ``value_and_grad(x) -> (float, ndarray)`` method
+  (how a PyTorch model's loss comes in). It is bridged into JAX through
+  ``jax.pure_callback`` with a custom JVP, so gradients work and Hessian-vector
+  products fall back to central differences of the gradient.
+
+Everything downstream works on ``Objective.fun``: flat ``(n,)`` vector to scalar.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+Array = jax.Array
+
+
+class Quadratic:
+    """The quadratic ``f(y) = 1/2 y'Ay + b'y + c`` with symmetric ``A``.
+
+    Passing a ``Quadratic`` to :func:`flatminima.max_variation` selects the exact
+    trust-region solver without any detection step.
+
+    >>> import numpy as np
+    >>> q = Quadratic(np.diag([2.0, -1.0]), b=[1.0, 0.0])
+    >>> float(q(np.array([1.0, 1.0])))
+    1.5
+    """
+
+    def __init__(self, A: Any, b: Any = None, c: float = 0.0):
+        A = np.asarray(A, dtype=float)
+        if A.ndim != 2 or A.shape[0] != A.shape[1]:
+            raise ValueError(f"A must be a square matrix, got shape {A.shape}.")
+        if not np.all(np.isfinite(A)):
+            raise ValueError("A contains NaN or infinite entries; pass a finite matrix.")
+        self.A = 0.5 * (A + A.T)
+        n = A.shape[0]
+        self.b = np.zeros(n) if b is None else np.asarray(b, dtype=float).reshape(n)
+        self.c = float(c)
+
+    def __call__(self, y: Any) -> Array:
+        y = jnp.asarray(y)
+        return 0.5 * y @ (self.A @ y) + self.b @ y + self.c
+
+    def __repr__(self) -> str:
+        return f"Quadratic(n={self.A.shape[0]})"
+
+
+def _is_numpy_objective(f: Any) -> bool:
+    return hasattr(f, "value_and_grad") and callable(f.value_and_grad)
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A scalar objective on ``R^n`` with the structure needed by the solvers.
+
+    ``fun`` maps a flat ``(n,)`` vector to a scalar and is JAX-traceable;
+    ``unravel`` maps a flat vector back to the user's point structure.
+    """
+
+    fun: Callable[[Array], Array]
+    n: int
+    unravel: Callable[[Array], Any]
+    is_jax: bool
+    quadratic: Quadratic | None = None
+
+    def value_and_grad(self, y: Array) -> tuple[Array, Array]:
+        return jax.value_and_grad(self.fun)(y)
+
+    def hvp(self, y: Array, v: Array) -> Array:
+        """Hessian-vector product (exact for JAX objectives, central differences else)."""
+        if self.is_jax:
+            return jax.jvp(jax.grad(self.fun), (y,), (v,))[1]
+        grad = jax.grad(self.fun)
+        nv = jnp.linalg.norm(v)
+        h = 1e-5 * (1.0 + jnp.linalg.norm(y)) / jnp.where(nv > 0, nv, 1.0)
+        return (grad(y + h * v) - grad(y - h * v)) / (2 * h)
+
+
+class _FlatFunction:
+    """``y -> f(unravel(y))``, hashable by ``(f, structure)`` so compiled solvers are
+    reused across calls with the same objective (jit caches on static arguments)."""
+
+    def __init__(self, f: Callable, treedef: Any, shapes: tuple):
+        self.f, self.treedef, self.shapes = f, treedef, shapes
+        self._key = (treedef, shapes)
+
+    def unravel(self, y: Array) -> Any:
+        leaves, start = [], 0
+        for shape in self.shapes:
+            size = int(np.prod(shape, dtype=int))
+            leaves.append(y[..., start : start + size].reshape(y.shape[:-1] + shape))
+            start += size
+        return jax.tree_util.tree_unflatten(self.treedef, leaves)
+
+    def __call__(self, y: Array) -> Array:
+        return self.f(self.unravel(y))
+
+    def __hash__(self) -> int:
+        return hash((id(self.f), self._key))
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, _FlatFunction) and other.f is self.f and other._key == self._key
+        )
+
+
+_BRIDGES: dict[tuple[int, tuple[int, ...]], tuple[Any, Callable]] = {}
+
+
+def _bridge_numpy(obj: Any, shape: tuple[int, ...]) -> Callable[[Array], Array]:
+    """A JAX scalar function whose value and gradient come from ``obj.value_and_grad``.
+
+    Cached per (object, shape) so that compiled solvers are reused across calls.
+    """
+    key = (id(obj), shape)
+    if key in _BRIDGES and _BRIDGES[key][0] is obj:
+        return _BRIDGES[key][1]
+
+    def host_vg(y):
+        value, grad = obj.value_and_grad(np.asarray(y, dtype=float).reshape(shape))
+        grad = np.asarray(grad, dtype=float).reshape(-1)
+        return np.asarray(value, dtype=np.float64), grad
+
+    def call(y):
+        n = y.shape[-1]
+        spec = (jax.ShapeDtypeStruct((), jnp.float64), jax.ShapeDtypeStruct((n,), jnp.float64))
+        return jax.pure_callback(host_vg, spec, y, vmap_method="sequential")
+
+    @jax.custom_jvp
+    def fun(y):
+        return call(y)[0]
+
+    @fun.defjvp
+    def fun_jvp(primals, tangents):
+        (y,), (dy,) = primals, tangents
+        value, grad = call(y)
+        return value, grad @ dy
+
+    _BRIDGES[key] = (obj, fun)
+    return fun
+
+
+def as_objective(f: Any, x: Any, *, name: str = "f") -> tuple[Objective, Array]:
+    """Validate ``f`` and the point ``x``; return the wrapped objective and flat ``x``.
+
+    Raises ``TypeError``/``ValueError`` naming the argument and the fix.
+    """
+    if isinstance(x, (list, tuple)):
+        x = np.asarray(x, dtype=float)
+    try:
+        leaves = jax.tree_util.tree_leaves(x)
+    except Exception as err:  # pragma: no cover - defensive
+        raise TypeError(f"x must be an array or a pytree of arrays, got {type(x)!r}.") from err
+    if not leaves:
+        raise ValueError("x is empty; pass a point with at least one coordinate.")
+    for leaf in leaves:
+        arr = np.asarray(leaf)
+        if not np.issubdtype(arr.dtype, np.number):
+            raise TypeError(f"x must hold numbers, got dtype {arr.dtype}.")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("x contains NaN or infinite values; pass a finite point.")
+    x = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype=jnp.float64), x)
+    flat, unravel = ravel_pytree(x)
+    n = flat.shape[0]
+
+    if _is_numpy_objective(f):
+        if not isinstance(x, jax.Array):
+            raise TypeError("objects with value_and_grad take a single array point x.")
+        fun = _bridge_numpy(f, tuple(x.shape))
+        obj = Objective(fun=fun, n=n, unravel=unravel, is_jax=False)
+    elif callable(f):
+        quadratic = f if isinstance(f, Quadratic) else None
+        if quadratic is not None and quadratic.A.shape[0] != n:
+            raise ValueError(
+                f"x has {n} coordinates but the quadratic has dimension {quadratic.A.shape[0]}."
+            )
+        leaves, treedef = jax.tree_util.tree_flatten(x)
+        fun = _FlatFunction(f, treedef, tuple(tuple(leaf.shape) for leaf in leaves))
+        obj = Objective(fun=fun, n=n, unravel=unravel, is_jax=True, quadratic=quadratic)
+    else:
+        raise TypeError(
+            f"{name} must be a callable returning a scalar, or an object with a "
+            f"value_and_grad(x) method; got {type(f).__name__}."
+        )
+    check_value(obj, flat, name=name)
+    return obj, flat
+
+
+def check_value(obj: Objective, flat: Array, *, name: str = "f") -> float:
+    """Evaluate ``f`` at ``flat`` eagerly and check it returns a finite scalar."""
+    try:
+        value = obj.fun(flat)
+    except Exception as err:
+        raise ValueError(
+            f"{name} raised {type(err).__name__} at x: {err}. {name} must accept a point "
+            f"shaped like x and return a scalar."
+        ) from err
+    value = np.asarray(value)
+    if value.size != 1 or value.ndim > 1 or (value.ndim == 1 and obj.is_jax):
+        raise ValueError(
+            f"{name} must return a scalar, got an array of shape {value.shape}; "
+            f"reduce it (e.g. with .sum() or .mean())."
+        )
+    value = float(value.reshape(()))
+    if not np.isfinite(value):
+        raise ValueError(f"{name}(x) = {value} is not finite; evaluate at a point where f is finite.")
+    return value
+
+
+def check_scalar(value: Any, name: str, *, positive: bool = False) -> float:
+    """Check a radius-like argument: a finite real number, nonnegative (or positive)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be a real number, got {value!r}.") from err
+    if not np.isfinite(v):
+        raise ValueError(f"{name} = {v} is not finite; pass a finite number.")
+    if positive and v <= 0:
+        raise ValueError(f"{name} = {v} must be positive.")
+    if v < 0:
+        raise ValueError(f"{name} = {v} is negative; pass a radius >= 0.")
+    return v

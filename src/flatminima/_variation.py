@@ -1,0 +1,195 @@
+"""The two flatness measures: the maximal variation and its dual, the distance to the
+neighbouring level set (SPEC sections 1 and 2)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from ._norms import make_norm
+from ._objective import as_objective, check_scalar
+from ._results import DistanceResult, VariationResult
+from .solvers import ExactQuadratic, ProjectedAscent, is_quadratic
+
+
+def _pick_solver(obj, x, radius, norm, solver):
+    if solver is not None:
+        if not hasattr(solver, "solve"):
+            raise TypeError("solver must provide solve(obj, x, radius, norm, seed); "
+                            "use flatminima.solvers.ExactQuadratic() or ProjectedAscent().")
+        return solver
+    if norm.kind == "l2" and (obj.quadratic is not None or is_quadratic(obj, x, radius)):
+        return ExactQuadratic()
+    return ProjectedAscent()
+
+
+def max_variation(
+    f: Any,
+    x: Any,
+    r: float,
+    *,
+    norm: str = "l2",
+    solver: Any = None,
+    seed: int = 0,
+    weights: Any = None,
+    lipschitz: float | None = None,
+    smoothness: float | None = None,
+) -> VariationResult:
+    """Maximal variation ``V(x, r) = max {f(y) : ||y - x|| <= r} - f(x)``.
+
+    Args:
+        f: JAX-traceable function of an array or pytree returning a scalar, or an object
+            with a NumPy ``value_and_grad(x)`` method.
+        x: the point (list, NumPy or JAX array, or pytree).
+        r: radius of the ball, ``r >= 0``.
+        norm: ``"l2"`` (default), ``"linf"`` or ``"weighted_l2"`` (``||u / w||_2``,
+            ``w = weights`` or ``|x| + 1e-3`` when ``weights`` is None).
+        solver: ``ExactQuadratic()`` or ``ProjectedAscent(...)``; by default exact when f
+            is a quadratic (given as :class:`Quadratic` or detected) and the ball is l2.
+        seed: seed of the random starts.
+        lipschitz: a Lipschitz constant ``L`` of f on the ball (for this norm); gives the
+            proven upper bound ``V <= L r``.
+        smoothness: a Lipschitz constant ``L'`` of the gradient (dual norm); gives the
+            proven upper bound ``V <= ||grad f(x)||_* r + L' r^2 / 2``.
+
+    Returns:
+        :class:`VariationResult`: ``.value`` is f at a feasible point minus ``f(x)`` (a
+        lower bound), ``.upper`` a proven upper bound or None.
+
+    Reference: C. Josz, On the geometry of flat minima, arXiv:2509.11386, 2025.
+
+    >>> import jax.numpy as jnp
+    >>> res = max_variation(lambda y: y[1] ** 2 + y[0] ** 2 * y[1] ** 4, [1.0, 0.0], 0.1)
+    >>> round(res.value, 8)  # r^2 + a^2 r^4 with a = 1, r = 0.1
+    0.0101
+    """
+    obj, xf = as_objective(f, x)
+    radius = check_scalar(r, "r")
+    nrm = make_norm(norm, xf, weights=weights)
+    if radius == 0.0:
+        return VariationResult(0.0, np.asarray(xf), 0.0, "trivial", 1, 0.0, nrm.name,
+                               message="r = 0: the ball is the point itself.")
+    chosen = _pick_solver(obj, xf, radius, nrm, solver)
+    result = chosen.solve(obj, xf, radius, nrm, seed)
+    bounds = []
+    if lipschitz is not None:
+        bounds.append(check_scalar(lipschitz, "lipschitz") * radius)
+    if smoothness is not None:
+        import jax
+
+        g = jax.grad(obj.fun)(xf)
+        Lg = check_scalar(smoothness, "smoothness")
+        bounds.append(float(nrm.dual(g)) * radius + 0.5 * Lg * radius**2)
+    if bounds:
+        bound = min(bounds)
+        if result.value > bound * (1 + 1e-12) + 1e-300:
+            raise ValueError(
+                f"the constant given is too small: a point of the ball has f(y) - f(x) = "
+                f"{result.value:.6g} > {bound:.6g}; pass a valid Lipschitz/smoothness constant."
+            )
+        upper = bound if result.upper is None else min(bound, result.upper)
+        result = _replace(result, upper=upper)
+    if result.nonfinite:
+        import warnings
+
+        warnings.warn(result.message, RuntimeWarning, stacklevel=2)
+    return result
+
+
+def _replace(result, **changes):
+    from dataclasses import replace
+
+    return replace(result, **changes)
+
+
+def level_distance(
+    f: Any,
+    x: Any,
+    delta: float,
+    *,
+    norm: str = "l2",
+    solver: Any = None,
+    seed: int = 0,
+    weights: Any = None,
+    max_radius: float | None = None,
+    rtol: float = 1e-9,
+) -> DistanceResult:
+    """Distance to the neighbouring level set ``D(x, delta) = inf {||y - x|| : f(y) >= f(x) + delta}``.
+
+    Computed through the Galois connection ``V(x, r) >= delta <=> D(x, delta) <= r``
+    (SPEC section 2): the radius is bracketed by doubling, then the bracket is narrowed
+    (Illinois regula falsi on ``V(x, r) - delta``, bisection as fallback) to ``rtol``.
+    ``.value`` is the distance of a point where ``f >= f(x) + delta`` (a proven upper
+    bound on ``D``); ``inf`` when ``V(x, max_radius) < delta`` for the solver used.
+
+    Args:
+        delta: the rise of the level, ``delta > 0``.
+        max_radius: largest radius searched (default ``1e3 (1 + ||x||)``).
+        rtol: relative width of the final bracket on the radius.
+
+    >>> res = level_distance(lambda y: y[0] ** 2 + 2 * y[1] ** 2, [0.0, 0.0], 0.02)
+    >>> round(res.value, 8)  # sqrt(2 delta / lambda_max) = sqrt(0.04 / 4)
+    0.1
+    """
+    obj, xf = as_objective(f, x)
+    dlt = check_scalar(delta, "delta", positive=True)
+    rmax = (1e3 * (1.0 + float(jnp.linalg.norm(xf)))) if max_radius is None else check_scalar(
+        max_radius, "max_radius", positive=True)
+    nrm = make_norm(norm, xf, weights=weights)
+    chosen = solver
+    n_evals = 0
+    history = []
+
+    def V(radius):
+        nonlocal chosen, n_evals
+        if chosen is None:
+            chosen = _pick_solver(obj, xf, radius, nrm, None)
+        res = chosen.solve(obj, xf, radius, nrm, seed)
+        n_evals += res.n_evals
+        history.append((radius, res.value))
+        return res
+
+    # Initial guess from the local model: delta / ||g||_* or sqrt(2 delta / lambda).
+    import jax
+
+    g = jax.grad(obj.fun)(xf)
+    gd = float(nrm.dual(g))
+    r_hi = min(dlt / gd if gd > 0 else math.sqrt(dlt), rmax)
+    res_hi = V(r_hi)
+    r_lo, v_lo = 0.0, 0.0
+    while res_hi.value < dlt:
+        if r_hi >= rmax:
+            return DistanceResult(math.inf, None, f"galois:{res_hi.method}", n_evals, dlt,
+                                  (r_hi, math.inf),
+                                  f"f(x) + delta not reached within max_radius = {rmax:g}.",
+                                  tuple(history))
+        r_lo, v_lo = r_hi, res_hi.value
+        r_hi = min(2.0 * r_hi, rmax)
+        res_hi = V(r_hi)
+    best = res_hi
+    v_hi = res_hi.value
+    side = 0
+    for _ in range(200):
+        if r_hi - r_lo <= rtol * r_hi:
+            break
+        t = (dlt - v_lo) / (v_hi - v_lo) if v_hi > v_lo else 0.5
+        r_mid = r_lo + min(max(t, 0.01), 0.99) * (r_hi - r_lo)
+        res = V(r_mid)
+        if res.value >= dlt:
+            r_hi, v_hi, best = r_mid, res.value, res
+            if side == 1:
+                v_lo = dlt - 0.5 * (dlt - v_lo)  # Illinois modification
+            side = 1
+        else:
+            r_lo, v_lo = r_mid, res.value
+            if side == -1:
+                v_hi = dlt + 0.5 * (v_hi - dlt)
+            side = -1
+    point = best.argmax
+    dist = float(nrm(jnp.asarray(point) - xf))
+    return DistanceResult(dist, point, f"galois:{best.method}", n_evals, dlt, (r_lo, r_hi),
+                          "level reached; value is the distance of a point on or above it.",
+                          tuple(history))

@@ -1,0 +1,172 @@
+"""Multi-start projected gradient ascent on a ball, for general smooth (or merely
+continuous, almost everywhere differentiable) objectives.
+
+Each start is updated by ``z <- P(z + s g)`` (``P`` the projection onto the ball in
+``z = (y - x) / w`` coordinates) with a per-start step ``s`` that doubles after an
+improving move and halves after a rejected one, so every accepted iterate is feasible
+and increases ``f``. All starts run together (``vmap``) inside one compiled loop.
+Phase one explores from every start; phase two continues the best two to a stationary
+point (projected-gradient measure below ``tol``), which makes the value accurate to
+near machine precision at a local maximum. The returned value is ``f`` at a feasible
+point: a lower bound on the maximal variation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._hessian import top_eigenpairs
+from .._norms import Norm, base_norm, project_z
+from .._objective import Array, Objective
+from .._results import VariationResult
+
+EPS = np.finfo(float).eps
+
+
+@partial(jax.jit, static_argnames=("fun", "kind", "max_iter"))
+def _ascend(fun, kind, x, scale, z, step, radius, tol, max_iter):
+    """Run the ascent from the rows of ``z``; returns final state and statistics."""
+    vg = jax.vmap(jax.value_and_grad(lambda zz: fun(x + scale * zz)))
+    val, grad = vg(z)
+    bad0 = ~jnp.isfinite(val)
+    val = jnp.where(bad0, -jnp.inf, val)
+
+    def stationary(z, val, grad):
+        gz = jnp.linalg.norm(grad, axis=-1)
+        tau = radius / jnp.where(gz > 0, gz, 1.0)
+        moved = project_z(kind, z + tau[:, None] * grad, radius) - z
+        measure = jnp.linalg.norm(moved, axis=-1) / radius
+        flat = gz * radius <= 1e2 * EPS * (1.0 + jnp.abs(val))
+        return (measure <= tol) | flat
+
+    def cond(state):
+        _, _, _, _, it, done, _ = state
+        return (it < max_iter) & ~jnp.all(done)
+
+    def body(state):
+        z, val, grad, step, it, done, bad = state
+        cand = project_z(kind, z + step[:, None] * grad, radius)
+        cval, cgrad = vg(cand)
+        finite = jnp.isfinite(cval)
+        ok = finite & (cval > val) & ~done
+        z = jnp.where(ok[:, None], cand, z)
+        val = jnp.where(ok, cval, val)
+        grad = jnp.where(ok[:, None], cgrad, grad)
+        step = jnp.where(ok, 2.0 * step, 0.5 * step)
+        stalled = step * jnp.linalg.norm(grad, axis=-1) <= EPS * radius
+        done = done | stationary(z, val, grad) | stalled
+        return z, val, grad, step, it + 1, done, bad | ~finite
+
+    done0 = stationary(z, val, grad) | bad0
+    state = (z, val, grad, step, 0, done0, bad0)
+    z, val, grad, step, it, done, bad = jax.lax.while_loop(cond, body, state)
+    return z, val, step, it, done, jnp.any(bad)
+
+
+@dataclass(frozen=True)
+class ProjectedAscent:
+    """Multi-start projected gradient ascent (see the module docstring).
+
+    Starts, all on the sphere of the ball: ``+-`` the top ``n_eig`` Hessian eigenvectors
+    at ``x`` (dense Hessian for small ``n``, Lanczos otherwise), the dual-norm ascent
+    direction of the gradient, and ``n_random`` random directions drawn with ``seed``.
+
+    Args:
+        n_random: number of random starts.
+        n_eig: number of top Hessian eigenvectors used as starts (0 to skip the Hessian).
+        explore_iter: iterations run from every start.
+        max_iter: iterations for the best ``n_refine`` starts after exploration.
+        n_refine: number of starts continued to convergence.
+        tol: stationarity tolerance, ``||P(z + tau g) - z|| / r`` with ``tau = r/||g||``.
+    """
+
+    n_random: int = 4
+    n_eig: int = 2
+    explore_iter: int = 30
+    max_iter: int = 3000
+    n_refine: int = 2
+    tol: float = 1e-10
+
+    def starts(self, obj: Objective, x: Array, norm: Norm, seed: int) -> tuple[Array, int]:
+        n = obj.n
+        dirs = []
+        n_hvp = 0
+        use_hessian = self.n_eig > 0 and (obj.is_jax or n <= 50)
+        if use_hessian:
+            _, vecs = top_eigenpairs(obj, x, min(self.n_eig, n), seed=seed)
+            vecs = np.asarray(vecs)
+            n_hvp = n if n <= 400 else min(n, 60)
+            for v in vecs:
+                # eigenvectors are for the Euclidean geometry; map into z coordinates
+                vz = np.asarray(norm.to_z(jnp.asarray(v)))
+                dirs += [vz, -vz]
+        g = jax.grad(obj.fun)(x)
+        gdir = np.asarray(norm.ascent_direction(g))
+        if np.any(gdir != 0):
+            dirs.append(gdir)
+        rng = np.random.default_rng(seed)
+        for _ in range(self.n_random):
+            dirs.append(rng.standard_normal(n))
+        D = np.stack(dirs)
+        lengths = np.asarray(base_norm(norm.kind, jnp.asarray(D)))
+        D = D[lengths > 0] / lengths[lengths > 0, None]
+        return jnp.asarray(D), n_hvp
+
+    def solve(self, obj: Objective, x: Array, radius: float, norm: Norm, seed: int = 0):
+        f0 = float(obj.fun(x))
+        scale = jnp.ones(obj.n) if norm.scale is None else norm.scale
+        D, n_hvp = self.starts(obj, x, norm, seed)
+        z0 = radius * D
+        g0 = jax.vmap(jax.grad(lambda zz: obj.fun(x + scale * zz)))(z0)
+        step0 = radius / jnp.maximum(jnp.linalg.norm(g0, axis=-1), 1e-300)
+        k = z0.shape[0]
+        z, val, step, it1, _, bad1 = _ascend(
+            obj.fun, norm.kind, x, scale, z0, step0, radius, self.tol, self.explore_iter
+        )
+        n_evals = 1 + 2 * k + k * int(it1)
+        order = np.argsort(-np.asarray(val))[: self.n_refine]
+        z, val, step, it2, done, bad2 = _ascend(
+            obj.fun, norm.kind, x, scale, z[order], step[order], radius, self.tol, self.max_iter
+        )
+        n_evals += len(order) * (1 + int(it2))
+        best = int(np.argmax(np.asarray(val)))
+        zb = np.asarray(z[best])
+        for _ in range(50):  # make the returned point feasible in floating point
+            if float(base_norm(norm.kind, jnp.asarray(zb))) <= radius:
+                break
+            zb = zb * (1 - 4 * EPS)
+        argmax = np.asarray(x + scale * jnp.asarray(zb))
+        fy = float(obj.fun(jnp.asarray(argmax)))
+        n_evals += 1
+        nonfinite = bool(bad1) or bool(bad2) or not np.isfinite(fy)
+        if not np.isfinite(fy) or fy < f0:  # x itself is feasible with variation 0
+            argmax, fy = np.asarray(x), f0
+        converged = bool(np.asarray(done)[best])
+        message = (
+            "converged to a stationary point of f on the ball"
+            if converged
+            else f"stopped after max_iter={self.max_iter} iterations before stationarity"
+        )
+        if nonfinite:
+            message += (
+                "; the ball contains points where f is NaN or infinite: the value is the best"
+                " finite one found and V may be larger (even infinite)"
+            )
+        return VariationResult(
+            value=fy - f0,
+            argmax=argmax,
+            upper=None,
+            method="projected_ascent",
+            n_evals=n_evals,
+            radius=radius,
+            norm=norm.name,
+            n_iter=int(it1) + int(it2),
+            n_hvp=n_hvp,
+            nonfinite=nonfinite,
+            message=message + ".",
+        )
