@@ -94,3 +94,20 @@ def make_norm(norm: Any, x_flat: Array, *, weights: Any = None, eta: float = 1e-
             raise ValueError("weights must be finite and positive (use eta > 0 for |x| + eta).")
         return Norm("l2", scale=w)
     raise ValueError(f"norm must be 'l2', 'linf' or 'weighted_l2', got {norm!r}.")
+
+
+def feasible_point(norm: Norm, x: Array, z: np.ndarray, radius: float) -> np.ndarray:
+    """``y = x + w z`` shrunk by a few ulps at a time until ``||y - x|| <= radius`` holds
+    when computed in floating point, so that the returned point is provably in the ball."""
+    x = np.asarray(x)
+    w = 1.0 if norm.scale is None else np.asarray(norm.scale)
+    z = np.asarray(z, dtype=float)
+    eps = np.finfo(float).eps
+    for k in range(60):
+        y = x + w * z
+        u = (y - x) / w
+        size_np = np.max(np.abs(u)) if norm.kind == "linf" else np.linalg.norm(u)
+        if max(size_np, float(norm(jnp.asarray(y - x)))) <= radius:
+            return y
+        z = z * (1 - 4.0 * eps * 2**k)
+    return x.copy()

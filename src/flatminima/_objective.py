@@ -13,8 +13,9 @@ Everything downstream works on ``Objective.fun``: flat ``(n,)`` vector to scalar
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -213,7 +214,9 @@ def check_value(obj: Objective, flat: Array, *, name: str = "f") -> float:
         )
     value = float(value.reshape(()))
     if not np.isfinite(value):
-        raise ValueError(f"{name}(x) = {value} is not finite; evaluate at a point where f is finite.")
+        raise ValueError(
+            f"{name}(x) = {value} is not finite; evaluate at a point where f is finite."
+        )
     return value
 
 

@@ -63,7 +63,7 @@ def max_variation(
 
     >>> import jax.numpy as jnp
     >>> res = max_variation(lambda y: y[1] ** 2 + y[0] ** 2 * y[1] ** 4, [1.0, 0.0], 0.1)
-    >>> round(res.value, 8)  # r^2 + a^2 r^4 with a = 1, r = 0.1
+    >>> round(res.value, 6)  # r^2 + a^2 r^4 + O(r^8) with a = 1, r = 0.1
     0.0101
     """
     obj, xf = as_objective(f, x)
@@ -117,7 +117,9 @@ def level_distance(
     max_radius: float | None = None,
     rtol: float = 1e-9,
 ) -> DistanceResult:
-    """Distance to the neighbouring level set ``D(x, delta) = inf {||y - x|| : f(y) >= f(x) + delta}``.
+    """Distance to the neighbouring level set.
+
+    ``D(x, delta) = inf {||y - x|| : f(y) >= f(x) + delta}``.
 
     Computed through the Galois connection ``V(x, r) >= delta <=> D(x, delta) <= r``
     (SPEC section 2): the radius is bracketed by doubling, then the bracket is narrowed

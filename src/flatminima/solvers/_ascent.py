@@ -5,7 +5,7 @@ Each start is updated by ``z <- P(z + s g)`` (``P`` the projection onto the ball
 ``z = (y - x) / w`` coordinates) with a per-start step ``s`` that doubles after an
 improving move and halves after a rejected one, so every accepted iterate is feasible
 and increases ``f``. All starts run together (``vmap``) inside one compiled loop.
-Phase one explores from every start; phase two continues the best two to a stationary
+Phase one explores from every start; phase two continues the best one to a stationary
 point (projected-gradient measure below ``tol``), which makes the value accurate to
 near machine precision at a local maximum. The returned value is ``f`` at a feasible
 point: a lower bound on the maximal variation.
@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._hessian import top_eigenpairs
-from .._norms import Norm, base_norm, project_z
+from .._norms import Norm, base_norm, feasible_point, project_z
 from .._objective import Array, Objective
 from .._results import VariationResult
 
@@ -87,9 +87,9 @@ class ProjectedAscent:
 
     n_random: int = 4
     n_eig: int = 2
-    explore_iter: int = 30
+    explore_iter: int = 10
     max_iter: int = 3000
-    n_refine: int = 2
+    n_refine: int = 1
     tol: float = 1e-10
 
     def starts(self, obj: Objective, x: Array, norm: Norm, seed: int) -> tuple[Array, int]:
@@ -135,12 +135,7 @@ class ProjectedAscent:
         )
         n_evals += len(order) * (1 + int(it2))
         best = int(np.argmax(np.asarray(val)))
-        zb = np.asarray(z[best])
-        for _ in range(50):  # make the returned point feasible in floating point
-            if float(base_norm(norm.kind, jnp.asarray(zb))) <= radius:
-                break
-            zb = zb * (1 - 4 * EPS)
-        argmax = np.asarray(x + scale * jnp.asarray(zb))
+        argmax = feasible_point(norm, x, np.asarray(z[best]), radius)
         fy = float(obj.fun(jnp.asarray(argmax)))
         n_evals += 1
         nonfinite = bool(bad1) or bool(bad2) or not np.isfinite(fy)

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._hessian import dense_hessian
-from .._norms import Norm
+from .._norms import Norm, feasible_point
 from .._objective import Array, Objective
 from .._results import VariationResult
 
@@ -80,15 +80,6 @@ def solve_trs_max(lam: np.ndarray, beta: np.ndarray, radius: float) -> tuple[np.
     return z, "boundary"
 
 
-def _feasible(z: np.ndarray, radius: float) -> np.ndarray:
-    """Shrink ``z`` by a few ulps until ``||z|| <= radius`` holds in floating point."""
-    for _ in range(50):
-        if np.linalg.norm(z) <= radius:
-            return z
-        z = z * (radius / np.linalg.norm(z)) * (1 - 4 * EPS)
-    return z * 0.5
-
-
 def is_quadratic(obj: Objective, x: Array, radius: float, *, seed: int = 0) -> bool:
     """Test whether ``f`` is a quadratic: its Hessian agrees at ``x`` and a random second
     point, and ``f`` matches its second-order Taylor model along random directions at
@@ -143,8 +134,7 @@ class ExactQuadratic:
         beta = Q.T @ gz
         zt, case = solve_trs_max(lam, beta, radius)
         model = float(beta @ zt + 0.5 * np.sum(lam * zt**2))
-        z = _feasible(Q @ zt, radius)
-        argmax = np.asarray(x) + w * z
+        argmax = feasible_point(norm, x, Q @ zt, radius)
         value_direct = float(obj.fun(jnp.asarray(argmax)) - f0)
         # The model value is the same quantity computed without cancellation against
         # f(x); it is used only when f itself confirms it at the returned point.
