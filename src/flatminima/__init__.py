@@ -9,7 +9,7 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-from . import examples, solvers  # noqa: E402
+from . import examples, sharpness, solvers  # noqa: E402
 from ._calculus import (  # noqa: E402
     composed_variation,
     max_of_variations,
@@ -17,10 +17,29 @@ from ._calculus import (  # noqa: E402
     separable_sum_variation,
 )
 from ._objective import Quadratic  # noqa: E402
+from ._order import (  # noqa: E402
+    Comparison,
+    FlatMinimumResult,
+    Ranking,
+    compare,
+    is_flat_minimum,
+    rank_minima,
+)
+from ._profile import Profile, distance_profile, flatness_profile  # noqa: E402
 from ._results import DistanceResult, VariationResult  # noqa: E402
 from ._variation import level_distance, max_variation  # noqa: E402
 
 __all__ = [
+    "Comparison",
+    "FlatMinimumResult",
+    "Profile",
+    "Ranking",
+    "compare",
+    "distance_profile",
+    "flatness_profile",
+    "is_flat_minimum",
+    "rank_minima",
+    "sharpness",
     "DistanceResult",
     "Quadratic",
     "VariationResult",

@@ -25,7 +25,7 @@ class Norm:
 
     @property
     def name(self) -> str:
-        return "weighted_l2" if self.scale is not None else self.kind
+        return self.kind if self.scale is None else f"weighted_{self.kind}"
 
     def __call__(self, u: Array) -> Array:
         return base_norm(self.kind, self.to_z(u))

@@ -48,6 +48,47 @@ def _figure1_table_rich(rows, radii) -> Table:
     return table
 
 
+def _progress_rows():
+    from rich.progress import Progress
+
+    from ._table import GALLERY, comparison_rows
+
+    total = sum(len(ex.pairs) for ex in GALLERY)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("comparing gallery points", total=total)
+        rows = comparison_rows(lambda label: progress.update(task, advance=1, description=label))
+    return rows
+
+
+def _rows_rich(rows) -> Table:
+    from ._table import MEASURES
+
+    table = Table(title="x relative to y: the flatness preorder and the classical measures")
+    for col in ("function", "x", "y", "true") + MEASURES:
+        table.add_column(col)
+    colour = {"flatter": "green", "sharper": "red", "equivalent": "cyan"}
+    for r in rows:
+        cells = [r.function, str(r.x), str(r.y), r.expected]
+        for m in MEASURES:
+            v = r.verdicts[m]
+            style = colour.get(v, "yellow") if v == r.expected else "bold magenta"
+            cells.append(f"[{style}]{v}[/]")
+        table.add_row(*cells)
+    return table
+
+
+@app.command("table")
+def table_cmd(markdown: Path = typer.Option(None, help="also write the table as Markdown")) -> None:
+    """Compare gallery points by every measure, side by side."""
+    from ._table import rows_to_markdown
+
+    rows = _progress_rows()
+    console.print(_rows_rich(rows))
+    if markdown is not None:
+        markdown.write_text(rows_to_markdown(rows))
+        console.print(f"Markdown written to {markdown}")
+
+
 @app.command()
 def demo(out: Path = typer.Option(Path("flatminima-demo"), help="output folder")) -> None:
     """Run the main demonstration and write its report into OUT."""
@@ -62,6 +103,12 @@ def demo(out: Path = typer.Option(Path("flatminima-demo"), help="output folder")
              "|---|---|" + "---|" * len(radii)]
     for a, lam, values, _ in rows:
         lines.append(f"| {a:g} | {lam:.6g} | " + " | ".join(f"{v:.10e}" for v in values) + " |")
+    from ._table import rows_to_markdown
+
+    rows = _progress_rows()
+    console.print(_rows_rich(rows))
+    lines += ["", "## Gallery: verdicts of every measure (x relative to y)", "",
+              rows_to_markdown(rows)]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     console.print(f"report written to {out / 'report.md'}")
 

@@ -114,7 +114,7 @@ class ExactQuadratic:
     case handled explicitly). ``upper`` equals ``value`` up to rounding."""
 
     def solve(self, obj: Objective, x: Array, radius: float, norm: Norm, seed: int = 0):
-        if norm.kind != "l2":
+        if norm.kind != "l2":  # weighted l2 is fine: Euclidean in z = d / w
             raise ValueError(
                 "ExactQuadratic handles l2 and weighted l2 balls; for linf use ProjectedAscent."
             )
