@@ -28,8 +28,22 @@ from ._order import (  # noqa: E402
 from ._profile import Profile, distance_profile, flatness_profile  # noqa: E402
 from ._results import DistanceResult, VariationResult  # noqa: E402
 from ._variation import level_distance, max_variation  # noqa: E402
+from .flows import (  # noqa: E402
+    FlowTrajectory,
+    Trajectory,
+    flatness_along,
+    gradient_descent,
+    gradient_flow,
+    sam,
+)
 
 __all__ = [
+    "FlowTrajectory",
+    "Trajectory",
+    "flatness_along",
+    "gradient_descent",
+    "gradient_flow",
+    "sam",
     "Comparison",
     "FlatMinimumResult",
     "Profile",

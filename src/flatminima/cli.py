@@ -80,8 +80,27 @@ def _rows_rich(rows) -> Table:
 @app.command("table")
 def table_cmd(markdown: Path = typer.Option(None, help="also write the table as Markdown")) -> None:
     """Compare gallery points by every measure, side by side."""
+    from rich.progress import Progress
+
     from ._table import rows_to_markdown
 
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("Figure 1: gradient descent and flatness", total=2)
+        fig = run_figure1(out)
+        progress.update(task, advance=1)
+        plain = run_figure1(out, normalized=False)
+        progress.update(task, advance=1)
+    lines += ["", "## Figure 1: normalized gradient descent drifts to the flat minimum", "",
+              "![figure 1](figure1.png)", "",
+              f"1000 steps of length (k+1)^(-1/6) from (3.2, 0.6): last point "
+              f"{fig['last_point']}, f = {fig['f_last']:.4g}; V(x, {fig['radius']}) went from "
+              f"{fig['V_first']:.4g} to {fig['V_last']:.4g}; last relative to first: "
+              f"**{fig['last_vs_first']}**.", "",
+              f"Plain steps (k+1)^(-1/6) (not normalized) from the same start: "
+              f"{plain['stop_reason']} after {plain['steps_taken']} steps "
+              "(see figure1_plain.png).", ""]
+    console.print(f"Figure 1: last point {fig['last_point']}, last vs first: "
+                  f"{fig['last_vs_first']}")
     rows = _progress_rows()
     console.print(_rows_rich(rows))
     if markdown is not None:
@@ -103,14 +122,77 @@ def demo(out: Path = typer.Option(Path("flatminima-demo"), help="output folder")
              "|---|---|" + "---|" * len(radii)]
     for a, lam, values, _ in rows:
         lines.append(f"| {a:g} | {lam:.6g} | " + " | ".join(f"{v:.10e}" for v in values) + " |")
+    from rich.progress import Progress
+
     from ._table import rows_to_markdown
 
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("Figure 1: gradient descent and flatness", total=2)
+        fig = run_figure1(out)
+        progress.update(task, advance=1)
+        plain = run_figure1(out, normalized=False)
+        progress.update(task, advance=1)
+    lines += ["", "## Figure 1: normalized gradient descent drifts to the flat minimum", "",
+              "![figure 1](figure1.png)", "",
+              f"1000 steps of length (k+1)^(-1/6) from (3.2, 0.6): last point "
+              f"{fig['last_point']}, f = {fig['f_last']:.4g}; V(x, {fig['radius']}) went from "
+              f"{fig['V_first']:.4g} to {fig['V_last']:.4g}; last relative to first: "
+              f"**{fig['last_vs_first']}**.", "",
+              f"Plain steps (k+1)^(-1/6) (not normalized) from the same start: "
+              f"{plain['stop_reason']} after {plain['steps_taken']} steps "
+              "(see figure1_plain.png).", ""]
+    console.print(f"Figure 1: last point {fig['last_point']}, last vs first: "
+                  f"{fig['last_vs_first']}")
     rows = _progress_rows()
     console.print(_rows_rich(rows))
     lines += ["", "## Gallery: verdicts of every measure (x relative to y)", "",
               rows_to_markdown(rows)]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     console.print(f"report written to {out / 'report.md'}")
+
+
+def run_figure1(out: Path, *, steps: int = 1000, radius: float = 0.1,
+                normalized: bool = True) -> dict:
+    """The paper's Figure 1: gradient descent with step length (k+1)^(-1/6) on
+    x2^2 + x1^2 x2^4 from (3.2, 0.6); writes figure1.png and figure1.json into ``out``."""
+    import json
+
+    from . import compare, examples, max_variation
+    from .flows import flatness_along, gradient_descent
+    from .plotting import figure1_plot
+
+    out.mkdir(parents=True, exist_ok=True)
+    traj = gradient_descent(examples.figure1, [3.2, 0.6], steps,
+                            step=lambda k: (k + 1.0) ** (-1.0 / 6.0), normalized=normalized)
+    ks, vs = flatness_along(examples.figure1, traj, radius)
+    name = "figure1" if normalized else "figure1_plain"
+    figure1_plot(lambda z: z[1] ** 2 + z[0] ** 2 * z[1] ** 4, traj.points, ks, vs, radius,
+                 out / f"{name}.png",
+                 f"{'normalized' if normalized else 'plain'} GD, step (k+1)^(-1/6), "
+                 f"{traj.steps_taken} steps")
+    verdict = compare(examples.figure1, traj.points[-1], traj.points[0]).verdict
+    summary = {
+        "steps_taken": traj.steps_taken,
+        "stop_reason": traj.reason,
+        "last_point": traj.points[-1].tolist(),
+        "f_last": float(traj.values[-1]),
+        "radius": radius,
+        "V_first": max_variation(examples.figure1, traj.points[0], radius).value,
+        "V_last": max_variation(examples.figure1, traj.points[-1], radius).value,
+        "last_vs_first": verdict,
+    }
+    (out / f"{name}.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+@app.command()
+def figure1(out: Path = typer.Option(Path("."), help="output folder"),
+            steps: int = typer.Option(1000, help="iterations"),
+            radius: float = typer.Option(0.1, help="radius of V in the JSON and plot")) -> None:
+    """Reproduce the paper's Figure 1 (writes figure1.png and figure1.json)."""
+    summary = run_figure1(out, steps=steps, radius=radius)
+    console.print(summary)
+    console.print(f"wrote {out / 'figure1.png'} and {out / 'figure1.json'}")
 
 
 @app.command()

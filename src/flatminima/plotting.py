@@ -1,0 +1,54 @@
+"""Matplotlib figures (Agg backend; files only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def level_curves(ax, f, xlim, ylim, n=300, levels=25):
+    """Level curves of a 2-variable f (log-spaced levels above its minimum on the box)."""
+    xs, ys = np.linspace(*xlim, n), np.linspace(*ylim, n)
+    X, Y = np.meshgrid(xs, ys)
+    Z = np.asarray(f(np.stack([X, Y])))
+    lo = max(Z.min(), 0) + 1e-4
+    cs = ax.contour(X, Y, Z, levels=np.geomspace(lo, Z.max(), levels), cmap="viridis",
+                    linewidths=0.7)
+    return cs
+
+
+def figure1_plot(f, points, flat_k, flat_v, radius, out: Path, title: str) -> Path:
+    """Left: iterates over the level curves of f, the minimizers x2 = 0 and the flat
+    minimum (0, 0). Right: V(x_k, r) against k."""
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(13, 5.2), gridspec_kw={"width_ratios": [1.6, 1]})
+    xlim = (min(-1.0, points[:, 0].min() - 0.3), max(3.6, points[:, 0].max() + 0.3))
+    ylim = (min(-1.0, points[:, 1].min() - 0.2), max(1.0, points[:, 1].max() + 0.2))
+    cs = level_curves(ax, f, xlim, ylim)
+    fig.colorbar(cs, ax=ax, label="f(x1, x2) (log-spaced levels)", format="%.2g")
+    ax.axhline(0.0, color="crimson", ls="--", lw=1.5, label="minimizers (x2 = 0)")
+    ax.plot(points[:, 0], points[:, 1], "-", color="0.35", lw=0.5, alpha=0.7)
+    ax.scatter(points[:, 0], points[:, 1], s=4, c=np.arange(len(points)), cmap="autumn",
+               zorder=3, label="iterates (colour: k)")
+    ax.plot(*points[0], "ko", ms=7, label=f"start ({points[0][0]:.2f}, {points[0][1]:.2f})")
+    ax.plot(*points[-1], "bs", ms=7, label=f"last ({points[-1][0]:.3f}, {points[-1][1]:.3f})")
+    ax.plot(0.0, 0.0, "*", color="gold", mec="k", ms=16, zorder=4, label="flat minimum (0, 0)")
+    ax.set_xlim(xlim)
+    ax.set_ylim(ylim)
+    ax.set_xlabel("x1")
+    ax.set_ylabel("x2")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=8)
+    bx.semilogy(flat_k, flat_v, "o", ms=3)
+    bx.set_xlabel("iteration k")
+    bx.set_ylabel(f"maximal variation V(x_k, r = {radius:g})")
+    bx.set_title("flatness along the iterates")
+    bx.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
