@@ -80,27 +80,8 @@ def _rows_rich(rows) -> Table:
 @app.command("table")
 def table_cmd(markdown: Path = typer.Option(None, help="also write the table as Markdown")) -> None:
     """Compare gallery points by every measure, side by side."""
-    from rich.progress import Progress
-
     from ._table import rows_to_markdown
 
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("Figure 1: gradient descent and flatness", total=2)
-        fig = run_figure1(out)
-        progress.update(task, advance=1)
-        plain = run_figure1(out, normalized=False)
-        progress.update(task, advance=1)
-    lines += ["", "## Figure 1: normalized gradient descent drifts to the flat minimum", "",
-              "![figure 1](figure1.png)", "",
-              f"1000 steps of length (k+1)^(-1/6) from (3.2, 0.6): last point "
-              f"{fig['last_point']}, f = {fig['f_last']:.4g}; V(x, {fig['radius']}) went from "
-              f"{fig['V_first']:.4g} to {fig['V_last']:.4g}; last relative to first: "
-              f"**{fig['last_vs_first']}**.", "",
-              f"Plain steps (k+1)^(-1/6) (not normalized) from the same start: "
-              f"{plain['stop_reason']} after {plain['steps_taken']} steps "
-              "(see figure1_plain.png).", ""]
-    console.print(f"Figure 1: last point {fig['last_point']}, last vs first: "
-                  f"{fig['last_vs_first']}")
     rows = _progress_rows()
     console.print(_rows_rich(rows))
     if markdown is not None:
