@@ -27,17 +27,36 @@ from ._order import (  # noqa: E402
 )
 from ._profile import Profile, distance_profile, flatness_profile  # noqa: E402
 from ._results import DistanceResult, VariationResult  # noqa: E402
+from ._symbolic import SymbolicSymmetries, symbolic_symmetries  # noqa: E402
 from ._variation import level_distance, max_variation  # noqa: E402
 from .flows import (  # noqa: E402
+    FlatteningResult,
     FlowTrajectory,
     Trajectory,
     flatness_along,
+    flattening_flow,
     gradient_descent,
     gradient_flow,
     sam,
+    verify_conserved,
+)
+from .symmetry import (  # noqa: E402
+    ConservedQuantities,
+    SymmetryAlgebra,
+    conserved_quantities,
+    linear_symmetries,
 )
 
 __all__ = [
+    "ConservedQuantities",
+    "FlatteningResult",
+    "SymbolicSymmetries",
+    "SymmetryAlgebra",
+    "conserved_quantities",
+    "flattening_flow",
+    "linear_symmetries",
+    "symbolic_symmetries",
+    "verify_conserved",
     "FlowTrajectory",
     "Trajectory",
     "flatness_along",

@@ -156,8 +156,8 @@ def as_objective(f: Any, x: Any, *, name: str = "f") -> tuple[Objective, Array]:
 
     Raises ``TypeError``/``ValueError`` naming the argument and the fix.
     """
-    if isinstance(x, (list, tuple)):
-        x = np.asarray(x, dtype=float)
+    if isinstance(x, (list, tuple)) and all(np.ndim(v) == 0 for v in x):
+        x = np.asarray(x, dtype=float)  # a list of numbers is a vector; else a pytree
     try:
         leaves = jax.tree_util.tree_leaves(x)
     except Exception as err:  # pragma: no cover - defensive

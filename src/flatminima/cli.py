@@ -122,6 +122,12 @@ def demo(out: Path = typer.Option(Path("flatminima-demo"), help="output folder")
               f"Plain steps (k+1)^(-1/6) (not normalized) from the same start: "
               f"{plain['stop_reason']} after {plain['steps_taken']} steps "
               "(see figure1_plain.png).", ""]
+    flat = run_flattening_example(out)
+    lines += ["## Flattening flow of (xy - 1)^2 (conserved x^2 - y^2)", "",
+              "![flattening flow](flattening_flow.png)", "",
+              f"f drift {flat['f_drift']:.2e}; |Q| from {flat['Q_start']:.3g} to "
+              f"{flat['Q_end']:.3g}; V(y, 0.01) from {flat['V_start']:.3g} to {flat['V_end']:.3g} "
+              f"(monotone: {flat['monotone']}); end vs start: **{flat['end_vs_start']}**.", ""]
     console.print(f"Figure 1: last point {fig['last_point']}, last vs first: "
                   f"{fig['last_vs_first']}")
     rows = _progress_rows()
@@ -174,6 +180,52 @@ def figure1(out: Path = typer.Option(Path("."), help="output folder"),
     summary = run_figure1(out, steps=steps, radius=radius)
     console.print(summary)
     console.print(f"wrote {out / 'figure1.png'} and {out / 'figure1.json'}")
+
+
+def run_flattening_example(out: Path) -> dict:
+    """The flattening flow of (x y - 1)^2 with the conserved x^2 - y^2 from (3, 1/3)."""
+    import jax.numpy as jnp
+
+    from .flows import flattening_flow
+    from .plotting import flattening_plot
+    from .symmetry import conserved_quantities
+
+    f = lambda z: (z[0] * z[1] - 1.0) ** 2
+    quantities = conserved_quantities(f, jnp.ones(2))
+    res = flattening_flow(f, quantities, jnp.array([3.0, 1.0 / 3.0]), t1=30.0)
+    out.mkdir(parents=True, exist_ok=True)
+    flattening_plot(lambda z: (z[0] * z[1] - 1.0) ** 2, res.points, res.flatness_times,
+                    res.flatness, res.radius, out / "flattening_flow.png",
+                    "flattening flow of (xy - 1)^2, conserved x^2 - y^2")
+    return {"end": res.points[-1].tolist(), "f_drift": res.f_drift,
+            "Q_start": float(res.target_distance[0]), "Q_end": float(res.target_distance[-1]),
+            "V_start": float(res.flatness[0]), "V_end": float(res.flatness[-1]),
+            "monotone": res.flatness_monotone, "end_vs_start": res.verdict_end_vs_start}
+
+
+@app.command()
+def symmetries(out: Path = typer.Option(Path("."), help="folder for flattening_flow.png")) -> None:
+    """Symmetry algebras and conserved quantities of gallery functions, and a
+    flattening-flow plot for (x y - 1)^2."""
+    import jax.numpy as jnp
+
+    from .examples import SYMMETRY_GALLERY
+    from .symmetry import conserved_quantities, linear_symmetries
+
+    table = Table(title="Linear symmetries (sampled null space) and conserved quadratic forms")
+    for col in ("function", "n", "dim g_f", "expected", "conserved", "max residual"):
+        table.add_column(col)
+    for name, f, x, space, expected in SYMMETRY_GALLERY:
+        alg = linear_symmetries(f, x, space=space)
+        cq = conserved_quantities(alg)
+        n = sum(int(np.size(v)) for v in __import__("jax").tree_util.tree_leaves(x))
+        res = f"{alg.residuals.max():.1e}" if alg.dim else "-"
+        table.add_row(name, str(n), str(alg.dim), str(expected), str(cq.dim), res)
+    console.print(table)
+    summary = run_flattening_example(out)
+    console.print(summary)
+    console.print(f"wrote {out / 'flattening_flow.png'}")
+    del jnp
 
 
 @app.command()

@@ -113,3 +113,29 @@ GALLERY = [
             pairs=[((1.0,), (-1.0,), "flatter")],
             note="Hessian measures agree with flatness"),
 ]
+
+
+def _factorization(m, n, k, rho, seed=0):
+    rng = np.random.default_rng(seed)
+    M = rng.standard_normal((m, rho)) @ rng.standard_normal((rho, n))
+    f = lambda p: 0.5 * jnp.sum((p["X"] @ p["Y"].T - M) ** 2)
+    return f, {"X": jnp.ones((m, k)), "Y": jnp.ones((n, k))}
+
+
+def _rotated_invariant(seed=3):
+    """g(z) = (z1^2 + z2^2)^2 + z3^4 composed with an invertible T: the algebra is
+    ``T^{-1} (E12 - E21) T``, not visible in the coordinates."""
+    rng = np.random.default_rng(seed)
+    T = rng.standard_normal((3, 3)) + 3 * np.eye(3)
+    g = lambda z: (z[0] ** 2 + z[1] ** 2) ** 2 + z[2] ** 4
+    return (lambda y: g(jnp.asarray(T) @ y)), T
+
+
+#: (name, f, example point, search space, expected dimension of g_f)
+SYMMETRY_GALLERY = [
+    ("(xy - 1)^2", lambda z: (z[0] * z[1] - 1.0) ** 2, jnp.ones(2), "dense", 1),
+    ("figure1", figure1, jnp.ones(2), "dense", 0),
+    ("quartic composed with T", _rotated_invariant()[0], jnp.ones(3), "dense", 1),
+    ("MF m=4 n=3 k=2 rank 2", *_factorization(4, 3, 2, 2), "dense", 5),
+    ("MF m=5 n=4 k=2 rank 1", *_factorization(5, 4, 2, 1), "leaves", 4 + 6 + 3),
+]

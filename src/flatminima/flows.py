@@ -179,3 +179,70 @@ def flatness_along(f: Any, trajectory: Trajectory, r: float, iterations: Any = N
     iterations = np.asarray(iterations, dtype=int)
     return iterations, np.array([max_variation(f, trajectory.points[i], r).value
                                  for i in iterations])
+
+
+@dataclass(frozen=True)
+class FlatteningResult:
+    """The flattening flow ``y' = -grad phi(y)``, ``phi = 1/2 ||Q(y) - q*||^2``.
+
+    ``f_drift``: ``max_t |f(y(t)) - f(y(0))| / max(1, |f(y(0))|)`` (f is constant along
+    the exact flow, so this is integration error); ``target_distance``: ``||Q(y(t)) - q*||``
+    at ``times``; ``flatness``: ``V(y(t), radius)`` at ``flatness_times``.
+    """
+
+    flow: FlowTrajectory
+    f_drift: float
+    target_distance: np.ndarray
+    flatness_times: np.ndarray
+    flatness: np.ndarray
+    radius: float
+    verdict_end_vs_start: str
+    flatness_monotone: bool
+
+    @property
+    def points(self) -> np.ndarray:
+        return self.flow.points
+
+
+def flattening_flow(f: Any, quantities: Callable, x0: Any, *, target: Any = None,
+                    t1: float = 10.0, radius: float = 1e-2, n_flatness: int = 12,
+                    n_save: int = 200, rtol: float = 1e-11, atol: float = 1e-13) -> FlatteningResult:
+    """Integrate the gradient flow of ``phi = 1/2 ||Q(y) - q*||^2`` (SPEC section 8).
+
+    ``quantities`` maps a flat point to the vector of conserved quantities (for instance a
+    :class:`~flatminima.symmetry.ConservedQuantities`); ``target`` is ``q*`` (default 0).
+    Along the flow f stays constant (``<grad f, grad phi> = 0``); the result reports the
+    drift of f, the distance of Q to its target, the maximal variation at ``radius``
+    along the way (whether it decreased monotonically is measured, not assumed) and the
+    verdict of :func:`compare` of the end point against the start.
+    """
+    from ._order import compare
+    from ._variation import max_variation
+
+    obj, xf = as_objective(f, x0, name="f")
+    t1 = check_scalar(t1, "t1", positive=True)
+    q0 = jnp.asarray(quantities(xf))
+    qstar = jnp.zeros_like(q0) if target is None else jnp.asarray(target, dtype=float).reshape(q0.shape)
+    phi = lambda y: 0.5 * jnp.sum((jnp.asarray(quantities(y)) - qstar) ** 2)
+    flow = _integrate(lambda t, y, args: -jax.grad(phi)(y), obj.fun, xf, t1, n_save, rtol, atol,
+                      100_000)
+    f0 = float(flow.values[0])
+    drift = float(np.max(np.abs(flow.values - f0)) / max(1.0, abs(f0)))
+    dist = np.array([float(jnp.linalg.norm(jnp.asarray(quantities(jnp.asarray(p))) - qstar))
+                     for p in flow.points])
+    idx = np.unique(np.geomspace(1, n_save, n_flatness).astype(int) - 1)
+    idx = np.unique(np.concatenate([[0], idx]))
+    flat = np.array([max_variation(obj.fun, jnp.asarray(flow.points[i]), radius).value
+                     for i in idx])
+    monotone = bool(np.all(np.diff(flat) <= 1e-12 * np.max(np.abs(flat))))
+    verdict = compare(obj.fun, flow.points[-1], flow.points[0]).verdict
+    return FlatteningResult(flow, drift, dist, flow.times[idx], flat, radius, verdict, monotone)
+
+
+def verify_conserved(f: Any, quantities: Callable, x0: Any, *, t1: float = 1.0,
+                     n_save: int = 100) -> np.ndarray:
+    """Integrate the gradient flow of f from ``x0`` and return, per quantity, the largest
+    drift ``max_t |Q_j(x(t)) - Q_j(x0)|`` (zero for the exact flow of a conserved Q)."""
+    flow = gradient_flow(f, x0, t1, n_save=n_save, rtol=1e-12, atol=1e-14)
+    values = np.array([np.asarray(quantities(jnp.asarray(p))) for p in flow.points])
+    return np.max(np.abs(values - values[0]), axis=0)

@@ -52,3 +52,29 @@ def figure1_plot(f, points, flat_k, flat_v, radius, out: Path, title: str) -> Pa
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+def flattening_plot(f, points, flat_t, flat_v, radius, out: Path, title: str) -> Path:
+    """Left: the flattening flow over the level curves of a 2-variable f. Right: the
+    maximal variation along the flow."""
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 5))
+    lo, hi = points.min(0) - 0.5, points.max(0) + 0.5
+    lo, hi = np.minimum(lo, -0.5), np.maximum(hi, 0.5)
+    cs = level_curves(ax, f, (lo[0], hi[0]), (lo[1], hi[1]))
+    fig.colorbar(cs, ax=ax, label="f (log-spaced levels)", format="%.2g")
+    ax.plot(points[:, 0], points[:, 1], "r-", lw=2, label="flattening flow")
+    ax.plot(*points[0], "ko", ms=7, label=f"start ({points[0][0]:.2f}, {points[0][1]:.2f})")
+    ax.plot(*points[-1], "b*", ms=12, label=f"end ({points[-1][0]:.3f}, {points[-1][1]:.3f})")
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    bx.semilogy(flat_t, flat_v, "o-")
+    bx.set_xlabel("time t")
+    bx.set_ylabel(f"maximal variation V(y(t), r = {radius:g})")
+    bx.set_title("flatness along the flow")
+    bx.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
