@@ -29,6 +29,7 @@ from ._profile import Profile, distance_profile, flatness_profile  # noqa: E402
 from ._results import DistanceResult, VariationResult  # noqa: E402
 from ._symbolic import SymbolicSymmetries, symbolic_symmetries  # noqa: E402
 from ._variation import level_distance, max_variation  # noqa: E402
+from .factorization import DeepLinearNetwork, MatrixFactorization  # noqa: E402
 from .flows import (  # noqa: E402
     FlatteningResult,
     FlowTrajectory,
@@ -48,6 +49,8 @@ from .symmetry import (  # noqa: E402
 )
 
 __all__ = [
+    "DeepLinearNetwork",
+    "MatrixFactorization",
     "ConservedQuantities",
     "FlatteningResult",
     "SymbolicSymmetries",

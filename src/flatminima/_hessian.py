@@ -53,3 +53,20 @@ def top_eigenpairs(obj: Objective, y: Array, k: int, *, seed: int = 0) -> tuple[
     vals, vecs = lanczos_eigh(matvec, n, min(n, 60), jax.random.PRNGKey(seed))
     order = jnp.argsort(vals)[::-1][:k]
     return vals[order], vecs[order]
+
+
+def lanczos_top(matvec, n: int, *, num_matvecs: int = 60, rtol: float = 1e-10,
+                max_matvecs: int = 640, seed: int = 0) -> tuple[float, float, int]:
+    """Top eigenvalue by Lanczos, restarted with twice the Krylov dimension until the Ritz
+    residual ``||H v - theta v||`` is below ``rtol |theta|`` (for a symmetric matrix an
+    eigenvalue lies within the residual of theta). Returns ``(theta, residual, steps)``."""
+    key = jax.random.PRNGKey(seed)
+    k = int(min(num_matvecs, n))
+    while True:
+        vals, vecs = lanczos_eigh(matvec, n, k, key)
+        i = int(jnp.argmax(vals))
+        theta, v = float(vals[i]), vecs[i] / jnp.linalg.norm(vecs[i])
+        residual = float(jnp.linalg.norm(matvec(v) - theta * v))
+        if residual <= rtol * max(abs(theta), 1e-300) or k >= min(n, max_matvecs):
+            return theta, residual, k
+        k = int(min(2 * k, n, max_matvecs))

@@ -128,6 +128,14 @@ def demo(out: Path = typer.Option(Path("flatminima-demo"), help="output folder")
               f"f drift {flat['f_drift']:.2e}; |Q| from {flat['Q_start']:.3g} to "
               f"{flat['Q_end']:.3g}; V(y, 0.01) from {flat['V_start']:.3g} to {flat['V_end']:.3g} "
               f"(monotone: {flat['monotone']}); end vs start: **{flat['end_vs_start']}**.", ""]
+    study = _run_study_with_progress(12, 8, 3, out)
+    console.print(_study_table(study))
+    tf = study["special"]["trace_flat"]
+    lines += ["## Matrix factorization (m=12, n=8, k=3)", "", "![factorization](factorization.png)",
+              "", f"Balanced minimizer: λmax = {study['special']['balanced']['eigmax']:.6g} "
+              f"(= 2 sigma_1); trace-flat minimizer (n X'X = m Y'Y): trace {tf['trace']:.6g} < "
+              f"{study['special']['balanced']['trace']:.6g} but λmax {tf['eigmax']:.6g}; "
+              f"relative to the balanced one it is **{tf['vs_balanced']}**.", ""]
     console.print(f"Figure 1: last point {fig['last_point']}, last vs first: "
                   f"{fig['last_vs_first']}")
     rows = _progress_rows()
@@ -226,6 +234,50 @@ def symmetries(out: Path = typer.Option(Path("."), help="folder for flattening_f
     console.print(summary)
     console.print(f"wrote {out / 'flattening_flow.png'}")
     del jnp
+
+
+def _run_study_with_progress(m, n, rank, out):
+    from rich.progress import Progress
+
+    from ._study import run_study
+
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("factorization study", total=14)
+        summary = run_study(m, n, rank, out,
+                            progress=lambda label: progress.update(task, advance=1,
+                                                                   description=label))
+    return summary
+
+
+def _study_table(s) -> Table:
+    table = Table(title=f"Global minimizers of 1/2||XY' - M||^2 (m={s['m']}, n={s['n']}, "
+                        f"k={s['rank']}, 2 sigma_1 = {2 * s['sigma_1']:.6g})")
+    for col in ("minimizer", "imbalance", "Hessian λmax", "Hessian trace",
+                f"V(r={s['radius']:g})", "vs balanced"):
+        table.add_column(col)
+    for name, row in s["special"].items():
+        table.add_row(name, f"{row['imbalance']:.3g}", f"{row['eigmax']:.8g}",
+                      f"{row['trace']:.8g}", f"{row['V']:.10g}", row.get("vs_balanced", "-"))
+    last = s["orbit"][-1]
+    table.add_row("orbit, most unbalanced", f"{last['imbalance']:.3g}", f"{last['eigmax']:.8g}",
+                  f"{last['trace']:.8g}", f"{last['V']:.10g}", "-")
+    for label, g in s["gradient_descent"].items():
+        table.add_row(f"GD end ({label})", f"{g['imbalance'][-1]:.3g}", f"{g['eigmax_end']:.8g}",
+                      "-", f"{g['V_end']:.10g}", f"loss {g['loss_end']:.2e}")
+    return table
+
+
+@app.command()
+def factorization(m: int = typer.Option(50, help="rows of M"),
+                  n: int = typer.Option(40, help="columns of M"),
+                  rank: int = typer.Option(5, help="rank of M and inner dimension k"),
+                  out: Path = typer.Option(Path("."), help="output folder")) -> None:
+    """Study balanced and unbalanced global minimizers of matrix factorization."""
+    s = _run_study_with_progress(m, n, rank, out)
+    console.print(_study_table(s))
+    console.print(f"flattening flow: imbalance {s['flow']['imbalance'][0]:.3g} -> "
+                  f"{s['flow']['imbalance'][-1]:.3g}, end vs start: {s['flow']['end_vs_start']}")
+    console.print(f"wrote {out / 'factorization.png'} and {out / 'factorization.json'}")
 
 
 @app.command()
