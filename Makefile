@@ -19,6 +19,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_variation.py
+	$(PY) benchmarks/bench_factorization.py
 
 clean:
 	rm -rf $(VENV) flatminima-demo

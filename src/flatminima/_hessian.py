@@ -50,7 +50,7 @@ def top_eigenpairs(obj: Objective, y: Array, k: int, *, seed: int = 0) -> tuple[
         order = np.argsort(vals)[::-1][:k]
         return jnp.asarray(vals[order]), jnp.asarray(vecs[:, order].T)
     matvec = lambda v: obj.hvp(y, v)
-    vals, vecs = lanczos_eigh(matvec, n, min(n, 60), jax.random.PRNGKey(seed))
+    vals, vecs = lanczos_eigh(matvec, n, min(n, 200), jax.random.PRNGKey(seed))
     order = jnp.argsort(vals)[::-1][:k]
     return vals[order], vecs[order]
 

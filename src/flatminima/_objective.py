@@ -106,13 +106,13 @@ class _FlatFunction:
     def __call__(self, y: Array) -> Array:
         return self.f(self.unravel(y))
 
+    # Hash and compare f by value: a bound method (``model.loss``) is a new object at each
+    # access but compares equal to itself, so compiled solvers are reused for it too.
     def __hash__(self) -> int:
-        return hash((id(self.f), self._key))
+        return hash((self.f, self._key))
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, _FlatFunction) and other.f is self.f and other._key == self._key
-        )
+        return isinstance(other, _FlatFunction) and other.f == self.f and other._key == self._key
 
 
 _BRIDGES: dict[tuple[int, tuple[int, ...]], tuple[Any, Callable]] = {}

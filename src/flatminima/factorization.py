@@ -152,7 +152,7 @@ class MatrixFactorization:
         _, Xs, Ys = self.balance_path(X, Y, t1, n_save=2)
         return Xs[-1], Ys[-1]
 
-    def balance_path(self, X: Any, Y: Any, t1: float, n_save: int = 50):
+    def balance_path(self, X: Any, Y: Any, t1: float, n_save: int = 50, max_steps: int = 100_000):
         """The flattening flow ``X' = -X Q``, ``Y' = Y Q``, ``Q = X'X - Y'Y`` (the gradient
         flow of ``1/4 ||X'X - Y'Y||_F^2``), saved at ``n_save`` times in ``[0, t1]``.
         Returns ``(times, Xs, Ys)``; the product ``X Y'`` is invariant."""
@@ -169,7 +169,12 @@ class MatrixFactorization:
         sol = diffrax.diffeqsolve(diffrax.ODETerm(field), diffrax.Tsit5(), 0.0, t1, None,
                                   (p["X"], p["Y"]), saveat=diffrax.SaveAt(ts=ts),
                                   stepsize_controller=diffrax.PIDController(rtol=1e-12, atol=1e-14),
-                                  max_steps=500_000)
+                                  max_steps=max_steps, throw=False)
+        if sol.result != diffrax.RESULTS.successful:
+            raise RuntimeError(
+                f"the balancing flow did not reach t1 = {t1:g} within {max_steps} steps (it is "
+                f"stiff when the imbalance is large: here {self.imbalance(X, Y):.3g}); use "
+                "balance(..., method='exact') or a smaller t1.")
         return np.asarray(ts), np.asarray(sol.ys[0]), np.asarray(sol.ys[1])
 
     def hessian_eigmax_closed_form(self, X: Any, Y: Any) -> float:

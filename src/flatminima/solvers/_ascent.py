@@ -100,7 +100,7 @@ class ProjectedAscent:
         if use_hessian:
             _, vecs = top_eigenpairs(obj, x, min(self.n_eig, n), seed=seed)
             vecs = np.asarray(vecs)
-            n_hvp = n if n <= 400 else min(n, 60)
+            n_hvp = n if n <= 400 else min(n, 200)
             for v in vecs:
                 # eigenvectors are for the Euclidean geometry; map into z coordinates
                 vz = np.asarray(norm.to_z(jnp.asarray(v)))
