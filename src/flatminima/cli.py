@@ -63,8 +63,11 @@ def _progress_rows():
 def _rows_rich(rows) -> Table:
     from ._table import MEASURES
 
-    table = Table(title="x relative to y: the flatness preorder and the classical measures")
-    for col in ("function", "x", "y", "true") + MEASURES:
+    table = Table(title="x relative to y: the flatness preorder and the classical measures "
+                        "(magenta: disagrees with the true verdict)")
+    short = {"flatness": "flatness", "hessian_eigmax": "λmax", "hessian_trace": "trace",
+             "keskar": "Keskar", "sam": "SAM", "sublevel_volume": "volume"}
+    for col in ("function", "x", "y", "true") + tuple(short[m] for m in MEASURES):
         table.add_column(col)
     colour = {"flatter": "green", "sharper": "red", "equivalent": "cyan"}
     for r in rows:
@@ -72,7 +75,7 @@ def _rows_rich(rows) -> Table:
         for m in MEASURES:
             v = r.verdicts[m]
             style = colour.get(v, "yellow") if v == r.expected else "bold magenta"
-            cells.append(f"[{style}]{v}[/]")
+            cells.append(f"[{style}]{v.replace(' (nonsmooth)', '').replace(' (CI overlap)', '')}[/]")
         table.add_row(*cells)
     return table
 
