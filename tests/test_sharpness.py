@@ -71,3 +71,6 @@ def test_table_verdicts_match_the_true_answers():
     assert all(r.verdicts["hessian_trace"] == "equivalent" for r in fig)
     well = [r for r in rows if r.function == "double_well"][0]
     assert well.verdicts["hessian_eigmax"] == "flatter"  # 2 < 8: agrees with flatness
+    mf = [r for r in rows if r.function == "factorization_rank1"][0]
+    # balanced vs trace-flat minimizer: lambda_max 6 sqrt(2) < 9 agrees, trace 18 sqrt(2) > 24 does not
+    assert mf.verdicts["hessian_eigmax"] == "flatter" and mf.verdicts["hessian_trace"] == "sharper"

@@ -17,6 +17,10 @@ def _verdict_smaller_is_flatter(a: float, b: float, rtol: float = 1e-6) -> str:
     return "flatter" if a < b else "sharper"
 
 
+def _short(point) -> tuple:
+    return tuple(round(float(t), 3) for t in point)
+
+
 @dataclass(frozen=True)
 class TableRow:
     function: str
@@ -58,7 +62,7 @@ def comparison_rows(progress=None) -> list[TableRow]:
                 v["sublevel_volume"] = "sharper"
             else:
                 v["sublevel_volume"] = "tie (CI overlap)"
-            rows.append(TableRow(ex.name, tuple(x), tuple(y), expected, v))
+            rows.append(TableRow(ex.name, _short(x), _short(y), expected, v))
     return rows
 
 

@@ -122,9 +122,9 @@ def demo(out: Path = typer.Option(Path("flatminima-demo"), help="output folder")
               f"{fig['last_point']}, f = {fig['f_last']:.4g}; V(x, {fig['radius']}) went from "
               f"{fig['V_first']:.4g} to {fig['V_last']:.4g}; last relative to first: "
               f"**{fig['last_vs_first']}**.", "",
-              f"Plain steps (k+1)^(-1/6) (not normalized) from the same start: "
-              f"{plain['stop_reason']} after {plain['steps_taken']} steps "
-              "(see figure1_plain.png).", ""]
+              f"Plain steps (k+1)^(-1/6) (not normalized) from the same start stop after "
+              f"{plain['steps_taken']} steps: {plain['stop_reason']} (see figure1_plain.png).",
+              ""]
     flat = run_flattening_example(out)
     lines += ["## Flattening flow of (xy - 1)^2 (conserved x^2 - y^2)", "",
               "![flattening flow](flattening_flow.png)", "",

@@ -74,6 +74,24 @@ def double_well(y):
     return jnp.minimum((y[0] - 1.0) ** 2, 4.0 * (y[0] + 1.0) ** 2)
 
 
+_MF_M = np.outer([1.0, 2.0, 0.0, 2.0], [1.0, 1.0])  # rank 1, sigma_1 = 3 sqrt(2), m=4, n=2
+
+
+def factorization_rank1(v):
+    """``1/2 ||x y' - M||^2`` with ``x`` in R^4, ``y`` in R^2 (``v = (x, y)``), ``M`` rank 1.
+    Global minimizers ``(c u sqrt(s), v sqrt(s) / c)``: balanced at ``c = 1`` (Hessian top
+    eigenvalue ``2 s``), trace-flat at ``c = (m/n)^(1/4) = 2^(1/4)`` (smaller trace
+    ``n||x||^2 + m||y||^2``, larger top eigenvalue ``s (c^2 + c^-2)``): SPEC section 9."""
+    v = jnp.asarray(v)
+    return 0.5 * jnp.sum((jnp.outer(v[:4], v[4:]) - _MF_M) ** 2)
+
+
+def _mf_point(c):
+    u, s, vt = np.linalg.svd(_MF_M)
+    return tuple(float(t) for t in np.concatenate([c * u[:, 0] * np.sqrt(s[0]),
+                                                   vt[0] * np.sqrt(s[0]) / c]))
+
+
 @dataclass(frozen=True)
 class Example:
     """A gallery function with known facts.
@@ -112,6 +130,9 @@ GALLERY = [
     Example("double_well", double_well, orders=[((1.0,), 2.0, 1.0), ((-1.0,), 2.0, 4.0)],
             pairs=[((1.0,), (-1.0,), "flatter")],
             note="Hessian measures agree with flatness"),
+    Example("factorization_rank1", factorization_rank1,
+            pairs=[(_mf_point(1.0), _mf_point(2.0 ** 0.25), "flatter")],
+            note="balanced vs trace-flat minimizer: the trace prefers the wrong one"),
 ]
 
 
