@@ -80,10 +80,12 @@ def main():
         t = time.perf_counter() - t0
         ours = res.n_evals + 2 * res.n_hvp
         best, evals, starts = slsqp_until(f, x, r, res.value)
-        ratio = evals / ours
+        reached = best >= res.value - 1e-9 * abs(res.value)
+        ratio = f"{evals / ours:7.2f}" if reached else f">{evals / ours:6.2f}"
         print(f"{name:24s} {res.value:16.12g} {ours:7d} {best:16.12g} {evals:7d} {starts:6d} "
-              f"{ratio:7.2f} {t:7.3f}")
-    print("ratio = SLSQP evaluations / ours to reach the same best value (target: >= 10).")
+              f"{ratio} {t:7.3f}")
+    print("ratio = SLSQP evaluations / ours to reach the same best value (target: >= 10); "
+          "'>' marks a value SLSQP never reached within 300 starts.")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 continuous, almost everywhere differentiable) objectives.
 
 Each start is updated by ``z <- P(z + s g)`` (``P`` the projection onto the ball in
-``z = (y - x) / w`` coordinates) with a per-start step ``s`` that doubles after an
-improving move and halves after a rejected one, so every accepted iterate is feasible
+``z = (y - x) / w`` coordinates) with a per-start step ``s``: after an improving move the
+Barzilai-Borwein step ``|<dz, dz> / <dz, dg>|`` (kept within ``[s/2, 4s]``), after a
+rejected one ``s/2``. Only improving moves are accepted, so every iterate is feasible
 and increases ``f``. All starts run together (``vmap``) inside one compiled loop.
 Phase one explores from every start; phase two continues the best one to a stationary
 point (projected-gradient measure below ``tol``), which makes the value accurate to
@@ -54,10 +55,17 @@ def _ascend(fun, kind, x, scale, z, step, radius, tol, max_iter):
         cval, cgrad = vg(cand)
         finite = jnp.isfinite(cval)
         ok = finite & (cval > val) & ~done
+        # after an accepted move, a Barzilai-Borwein step |<s, s> / <s, y>| (s the move, y
+        # the change of gradient), kept within [step / 2, 4 step]; after a rejection, halve
+        s_move = cand - z
+        y_grad = cgrad - grad
+        sy = jnp.abs(jnp.sum(s_move * y_grad, axis=-1))
+        ss = jnp.sum(s_move * s_move, axis=-1)
+        bb = jnp.where(sy > 0, ss / jnp.where(sy > 0, sy, 1.0), 4.0 * step)
         z = jnp.where(ok[:, None], cand, z)
         val = jnp.where(ok, cval, val)
         grad = jnp.where(ok[:, None], cgrad, grad)
-        step = jnp.where(ok, 2.0 * step, 0.5 * step)
+        step = jnp.where(ok, jnp.clip(bb, 0.5 * step, 4.0 * step), 0.5 * step)
         stalled = step * jnp.linalg.norm(grad, axis=-1) <= EPS * radius
         done = done | stationary(z, val, grad) | stalled
         return z, val, grad, step, it + 1, done, bad | ~finite
@@ -87,7 +95,7 @@ class ProjectedAscent:
 
     n_random: int = 4
     n_eig: int = 2
-    explore_iter: int = 10
+    explore_iter: int = 5
     max_iter: int = 3000
     n_refine: int = 1
     tol: float = 1e-10
