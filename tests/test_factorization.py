@@ -115,6 +115,22 @@ def test_deep_linear_network_balanced_minimizer():
     assert net.hessian_eigmax(Ws) == pytest.approx(np.linalg.eigvalsh(np.asarray(H))[-1], rel=1e-8)
 
 
+def test_deep_linear_network_balancing_flow_keeps_the_loss_and_flattens():
+    M = make_matrix(4, 3, 2, seed=2)
+    net = DeepLinearNetwork(M, (3, 2, 2, 4))
+    Ws = net.balanced_minimizer()
+    G = np.array([[1.5, 0.3], [0.0, 0.8]])
+    unbalanced = [G @ Ws[0], Ws[1] @ np.linalg.inv(G), Ws[2]]  # same product
+    assert net.loss(unbalanced) <= 1e-20 and net.imbalance(unbalanced) > 0.5
+    assert not net.is_balanced(unbalanced)
+    end, imbalance = net.balance(unbalanced, t1=100.0)
+    assert net.loss(end) <= 1e-9
+    assert imbalance <= 1e-6
+    verdict = fm.compare(net.objective, [jnp.asarray(W) for W in end],
+                         [jnp.asarray(W) for W in unbalanced]).verdict
+    assert verdict == "flatter"
+
+
 def test_bad_input():
     with pytest.raises(ValueError, match="exceeds"):
         MatrixFactorization(np.ones((3, 2)), 3)

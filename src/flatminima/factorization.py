@@ -260,6 +260,35 @@ class DeepLinearNetwork:
             Ws.append(W)
         return Ws
 
+    def gradient(self, Ws: list) -> list:
+        return [np.asarray(g) for g in jax.grad(self.objective)(self._check(Ws))]
+
+    def is_balanced(self, Ws: list, tol: float = 1e-8) -> bool:
+        scale = max(1.0, sum(float(np.sum(np.asarray(W) ** 2)) for W in Ws))
+        return self.imbalance(Ws) <= tol * scale
+
+    def max_variation(self, Ws: list, r: float, **kwargs):
+        """``V(W, r)`` by the library's solver on the structured loss."""
+        from ._variation import max_variation
+
+        return max_variation(self.objective, self._check(Ws), r, **kwargs)
+
+    def balance(self, Ws: list, *, t1: float = 50.0) -> tuple[list, float]:
+        """The flattening flow of ``1/2 sum_j ||W_{j+1}'W_{j+1} - W_j W_j'||_F^2`` (a
+        function of conserved quantities, so the loss stays constant along it). Returns
+        the end point and its imbalance."""
+        from .flows import flattening_flow
+
+        flat, unravel = jax.flatten_util.ravel_pytree(self._check(Ws))
+        L = self.L
+        quantities = lambda v: jnp.concatenate([
+            (unravel(v)[j + 1].T @ unravel(v)[j + 1] - unravel(v)[j] @ unravel(v)[j].T).ravel()
+            for j in range(L - 1)])
+        res = flattening_flow(lambda v: self.objective(unravel(v)), quantities, flat, t1=t1,
+                              n_flatness=2)
+        end = [np.asarray(W) for W in unravel(jnp.asarray(res.points[-1]))]
+        return end, self.imbalance(end)
+
     def hessian_eigmax(self, Ws: list, *, rtol: float = 1e-10, seed: int = 0) -> float:
         """Top Hessian eigenvalue by restarted Lanczos (see MatrixFactorization)."""
         return _structured_eigmax(self.objective, self._check(Ws), rtol, seed)
