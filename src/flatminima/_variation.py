@@ -4,8 +4,11 @@ neighbouring level set (SPEC sections 1 and 2)."""
 from __future__ import annotations
 
 import math
+import warnings
+from dataclasses import replace
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -78,8 +81,6 @@ def max_variation(
     if lipschitz is not None:
         bounds.append(check_scalar(lipschitz, "lipschitz") * radius)
     if smoothness is not None:
-        import jax
-
         g = jax.grad(obj.fun)(xf)
         Lg = check_scalar(smoothness, "smoothness")
         bounds.append(float(nrm.dual(g)) * radius + 0.5 * Lg * radius**2)
@@ -91,18 +92,10 @@ def max_variation(
                 f"{result.value:.6g} > {bound:.6g}; pass a valid Lipschitz/smoothness constant."
             )
         upper = bound if result.upper is None else min(bound, result.upper)
-        result = _replace(result, upper=upper)
+        result = replace(result, upper=upper)
     if result.nonfinite:
-        import warnings
-
         warnings.warn(result.message, RuntimeWarning, stacklevel=2)
     return result
-
-
-def _replace(result, **changes):
-    from dataclasses import replace
-
-    return replace(result, **changes)
 
 
 def level_distance(
@@ -155,8 +148,6 @@ def level_distance(
         return res
 
     # Initial guess from the local model: delta / ||g||_* or sqrt(2 delta / lambda).
-    import jax
-
     g = jax.grad(obj.fun)(xf)
     gd = float(nrm.dual(g))
     r_hi = min(dlt / gd if gd > 0 else math.sqrt(dlt), rmax)

@@ -218,7 +218,7 @@ def run_flattening_example(out: Path) -> dict:
 def symmetries(out: Path = typer.Option(Path("."), help="folder for flattening_flow.png")) -> None:
     """Symmetry algebras and conserved quantities of gallery functions, and a
     flattening-flow plot for (x y - 1)^2."""
-    import jax.numpy as jnp
+    import jax
 
     from .examples import SYMMETRY_GALLERY
     from .symmetry import conserved_quantities, linear_symmetries
@@ -229,14 +229,13 @@ def symmetries(out: Path = typer.Option(Path("."), help="folder for flattening_f
     for name, f, x, space, expected in SYMMETRY_GALLERY:
         alg = linear_symmetries(f, x, space=space)
         cq = conserved_quantities(alg)
-        n = sum(int(np.size(v)) for v in __import__("jax").tree_util.tree_leaves(x))
+        n = sum(int(np.size(v)) for v in jax.tree_util.tree_leaves(x))
         res = f"{alg.residuals.max():.1e}" if alg.dim else "-"
         table.add_row(name, str(n), str(alg.dim), str(expected), str(cq.dim), res)
     console.print(table)
     summary = run_flattening_example(out)
     console.print(summary)
     console.print(f"wrote {out / 'flattening_flow.png'}")
-    del jnp
 
 
 def _run_study_with_progress(m, n, rank, out):

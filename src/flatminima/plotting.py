@@ -43,15 +43,9 @@ def figure1_plot(f, points, flat_k, flat_v, radius, out: Path, title: str) -> Pa
     ax.set_ylabel("x2")
     ax.set_title(title)
     ax.legend(loc="upper left", fontsize=8)
-    bx.semilogy(flat_k, flat_v, "o", ms=3)
-    bx.set_xlabel("iteration k")
-    bx.set_ylabel(f"maximal variation V(x_k, r = {radius:g})")
-    bx.set_title("flatness along the iterates")
-    bx.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    _flatness_panel(bx, flat_k, flat_v, "o", "iteration k",
+                    f"maximal variation V(x_k, r = {radius:g})", "flatness along the iterates")
+    return _save(fig, out)
 
 
 def flattening_plot(f, points, flat_t, flat_v, radius, out: Path, title: str) -> Path:
@@ -69,11 +63,21 @@ def flattening_plot(f, points, flat_t, flat_v, radius, out: Path, title: str) ->
     ax.set_ylabel("y")
     ax.set_title(title)
     ax.legend(fontsize=8)
-    bx.semilogy(flat_t, flat_v, "o-")
-    bx.set_xlabel("time t")
-    bx.set_ylabel(f"maximal variation V(y(t), r = {radius:g})")
-    bx.set_title("flatness along the flow")
-    bx.grid(True, which="both", alpha=0.3)
+    _flatness_panel(bx, flat_t, flat_v, "o-", "time t",
+                    f"maximal variation V(y(t), r = {radius:g})", "flatness along the flow")
+    return _save(fig, out)
+
+
+def _flatness_panel(ax, xs, values, style, xlabel, ylabel, title) -> None:
+    """The maximal variation along a trajectory, on a log scale."""
+    ax.semilogy(xs, values, style, ms=3 if style == "o" else 6)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+
+
+def _save(fig, out: Path) -> Path:
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
