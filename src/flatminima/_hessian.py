@@ -14,6 +14,13 @@ from ._objective import Array, Objective
 
 #: Largest dimension for which the Hessian is formed densely (n Hessian-vector products).
 DENSE_HESSIAN_MAX_N = 400
+#: Lanczos steps used by :func:`top_eigenpairs` above that dimension.
+TOP_EIGENPAIRS_LANCZOS_STEPS = 200
+
+
+def top_eigenpairs_cost(n: int) -> int:
+    """Hessian-vector products spent by :func:`top_eigenpairs` in dimension ``n``."""
+    return n if n <= DENSE_HESSIAN_MAX_N else min(n, TOP_EIGENPAIRS_LANCZOS_STEPS)
 
 
 @partial(jax.jit, static_argnums=0)
@@ -50,7 +57,7 @@ def top_eigenpairs(obj: Objective, y: Array, k: int, *, seed: int = 0) -> tuple[
         order = np.argsort(vals)[::-1][:k]
         return jnp.asarray(vals[order]), jnp.asarray(vecs[:, order].T)
     matvec = lambda v: obj.hvp(y, v)
-    vals, vecs = lanczos_eigh(matvec, n, min(n, 200), jax.random.PRNGKey(seed))
+    vals, vecs = lanczos_eigh(matvec, n, top_eigenpairs_cost(n), jax.random.PRNGKey(seed))
     order = jnp.argsort(vals)[::-1][:k]
     return vals[order], vecs[order]
 

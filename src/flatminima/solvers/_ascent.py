@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._hessian import top_eigenpairs
+from .._hessian import top_eigenpairs, top_eigenpairs_cost
 from .._norms import Norm, base_norm, feasible_point, project_z
 from .._objective import Array, Objective
 from .._results import VariationResult
@@ -108,7 +108,7 @@ class ProjectedAscent:
         if use_hessian:
             _, vecs = top_eigenpairs(obj, x, min(self.n_eig, n), seed=seed)
             vecs = np.asarray(vecs)
-            n_hvp = n if n <= 400 else min(n, 200)
+            n_hvp = top_eigenpairs_cost(n)
             for v in vecs:
                 # eigenvectors are for the Euclidean geometry; map into z coordinates
                 vz = np.asarray(norm.to_z(jnp.asarray(v)))

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._hessian import dense_hessian
+from .._hessian import DENSE_HESSIAN_MAX_N, dense_hessian
 from .._norms import Norm, feasible_point
 from .._objective import Array, Objective
 from .._results import VariationResult
@@ -84,7 +84,7 @@ def is_quadratic(obj: Objective, x: Array, radius: float, *, seed: int = 0) -> b
     """Test whether ``f`` is a quadratic: its Hessian agrees at ``x`` and a random second
     point, and ``f`` matches its second-order Taylor model along random directions at
     two scales (a cubic or higher term would show). Dense Hessians: small ``n`` only."""
-    if not obj.is_jax or obj.n > 400:
+    if not obj.is_jax or obj.n > DENSE_HESSIAN_MAX_N:
         return False
     rng = np.random.default_rng(seed)
     H = np.asarray(dense_hessian(obj, x))
