@@ -192,3 +192,24 @@ def test_figure1_plot_legend_formats_numbers_and_leaves_the_start_marker_free(tm
     assert ax.get_window_extent().contains(*start)
     assert not ax.get_legend().get_window_extent().contains(*start)
     plotting.plt.close(fig)
+
+
+def test_number_tables_keep_every_number_whole_at_80_columns():
+    """The Figure 1 and factorization tables on an 80-column terminal: every number
+    appears unbroken (no fold, no ellipsis)."""
+    radii = (0.1, 0.03, 0.01)
+    rows = [(a, 2.0, [r * r + a * a * r**4 for r in radii], None) for a in (0.0, 0.5, 1.0, 2.0)]
+    point = {"imbalance": 4.3, "eigmax": 20.412415, "trace": 277.52283, "V": 0.0010228354}
+    study = {"m": 12, "n": 8, "rank": 3, "sigma_1": 10.0, "radius": 0.01,
+             "special": {"balanced": point, "trace_flat": dict(point, vs_balanced="sharper")},
+             "orbit": [point],
+             "gradient_descent": {"small init": {"imbalance": [4.05e-5], "eigmax_end": 20.0,
+                                                 "V_end": 0.0010022373, "loss_end": 5.26e-30}}}
+    console = Console(width=80, record=True, color_system=None)
+    console.print(cli._figure1_table_rich(rows, radii))
+    console.print(cli._study_table(study))
+    text = console.export_text()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    for number in ("1.0001e-4", "9.0324e-4", "0.010025", "0.001022835", "0.001002237", "277.52283",
+                   "sharper"):
+        assert number in text, number

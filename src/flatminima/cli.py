@@ -21,6 +21,8 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
+from .plotting import format_number, format_point
+
 
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
@@ -120,15 +122,13 @@ def figure1_variation_table(a_values=(0.0, 0.5, 1.0, 2.0), radii=(0.1, 0.03, 0.0
 
 def _figure1_table_rich(rows, radii) -> Table:
     table = Table(title="Figure 1: f = x2^2 + x1^2 x2^4 at minimizers (a, 0)")
-    table.add_column("a", justify="right")
-    table.add_column("Hessian λmax", justify="right")
-    for r in radii:
-        table.add_column(f"V(r={r:g})", justify="right")
-    table.add_column(f"(V - r²)/r⁴ at r={radii[0]:g}", justify="right")
-    table.add_column("a²", justify="right", style="dim")
+    for col in ["a", "Hessian λmax"] + [f"V(r={r:g})" for r in radii] + [
+            f"(V - r²)/r⁴ at r={radii[0]:g}"]:
+        table.add_column(col, justify="right", overflow="fold")  # a number is never cut short
+    table.add_column("a²", justify="right", style="dim", overflow="fold")
     for a, lam, values, _ in rows:
         coef = (values[0] - radii[0] ** 2) / radii[0] ** 4
-        cells = [f"{a:g}", f"{lam:.6g}"] + [f"{v:.9g}" for v in values]
+        cells = [f"{a:g}", f"{lam:.6g}"] + [format_number(v, 7) for v in values]
         table.add_row(*cells, f"{coef:.6f}", f"{a * a:g}")
     return table
 
@@ -169,8 +169,6 @@ def table_cmd(markdown: Path = typer.Option(None, callback=output_file,
 def demo(out: Path = typer.Option(Path("flatminima-demo"), callback=out_folder,
                                   help="output folder (created; its parent must exist)")) -> None:
     """Run the main demonstration and write its report into OUT."""
-    from .plotting import format_point
-
     out.mkdir(exist_ok=True)
     radii = (0.1, 0.03, 0.01)
     rows = figure1_variation_table(radii=radii)
@@ -309,7 +307,7 @@ def symmetries(out: Path = typer.Option(Path("."), callback=out_folder,
 
     table = Table(title="Linear symmetries (sampled null space) and conserved quadratic forms")
     for col in ("function", "n", "dim g_f", "expected", "conserved", "max residual"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for name, f, x, space, expected in SYMMETRY_GALLERY:
         alg = linear_symmetries(f, x, space=space)
         cq = conserved_quantities(alg)
@@ -336,20 +334,25 @@ def _run_study_with_progress(m, n, rank, out):
 
 
 def _study_table(s) -> Table:
-    table = Table(title=f"Global minimizers of 1/2||XY' - M||^2 (m={s['m']}, n={s['n']}, "
-                        f"k={s['rank']}, 2 sigma_1 = {2 * s['sigma_1']:.6g})")
-    for col in ("minimizer", "imbalance", "Hessian λmax", "Hessian trace",
-                f"V(r={s['radius']:g})", "vs balanced"):
-        table.add_column(col)
-    for name, row in s["special"].items():
-        table.add_row(name, f"{row['imbalance']:.3g}", f"{row['eigmax']:.8g}",
-                      f"{row['trace']:.8g}", f"{row['V']:.10g}", row.get("vs_balanced", "-"))
+    rows = [[name, f"{row['imbalance']:.3g}", f"{row['eigmax']:.8g}", f"{row['trace']:.8g}",
+             format_number(row["V"], 7), row.get("vs_balanced", "-")]
+            for name, row in s["special"].items()]
     last = s["orbit"][-1]
-    table.add_row("orbit, most unbalanced", f"{last['imbalance']:.3g}", f"{last['eigmax']:.8g}",
-                  f"{last['trace']:.8g}", f"{last['V']:.10g}", "-")
+    rows.append(["orbit, most unbalanced", f"{last['imbalance']:.3g}", f"{last['eigmax']:.8g}",
+                 f"{last['trace']:.8g}", format_number(last["V"], 7), "-"])
     for label, g in s["gradient_descent"].items():
-        table.add_row(f"GD end ({label})", f"{g['imbalance'][-1]:.3g}", f"{g['eigmax_end']:.8g}",
-                      "-", f"{g['V_end']:.10g}", f"loss {g['loss_end']:.2e}")
+        rows.append([f"GD end ({label}), loss {format_number(g['loss_end'])}",
+                     f"{g['imbalance'][-1]:.3g}", f"{g['eigmax_end']:.8g}", "-",
+                     format_number(g["V_end"], 7), "-"])
+    table = Table(title=f"Global minimizers of 1/2||XY' - M||^2 (m={s['m']}, n={s['n']}, "
+                        f"k={s['rank']}, 2 sigma_1 = {2 * s['sigma_1']:.6g}); λmax and trace "
+                        "of the Hessian")
+    table.add_column("minimizer")
+    for col in ("imbalance", "λmax", "trace", f"V(r={s['radius']:g})"):
+        table.add_column(col, overflow="fold")  # a number is never cut short
+    table.add_column("vs balanced", no_wrap=True)
+    for r in rows:
+        table.add_row(*r)
     return table
 
 
