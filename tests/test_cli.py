@@ -198,7 +198,10 @@ def test_number_tables_keep_every_number_whole_at_80_columns():
     """The Figure 1 and factorization tables on an 80-column terminal: every number
     appears unbroken (no fold, no ellipsis)."""
     radii = (0.1, 0.03, 0.01)
-    rows = [(a, 2.0, [r * r + a * a * r**4 for r in radii], None) for a in (0.0, 0.5, 1.0, 2.0)]
+    values = {0.0: [1e-2, 9e-4, 1e-4], 0.5: [1.0025002488e-2, 9.0020250016e-4, 1.000025e-4],
+              1.0: [1.0100009805e-2, 9.0081000065e-4, 1.0001e-4],
+              2.0: [1.040003704e-2, 9.0324000261e-4, 1.0004e-4]}
+    rows = [(a, 2.0, v, None) for a, v in values.items()]
     point = {"imbalance": 4.3, "eigmax": 20.412415, "trace": 277.52283, "V": 0.0010228354}
     study = {"m": 12, "n": 8, "rank": 3, "sigma_1": 10.0, "radius": 0.01,
              "special": {"balanced": point, "trace_flat": dict(point, vs_balanced="sharper")},
@@ -210,6 +213,6 @@ def test_number_tables_keep_every_number_whole_at_80_columns():
     console.print(cli._study_table(study))
     text = console.export_text()
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
-    for number in ("1.0001e-4", "9.0324e-4", "0.010025", "0.001022835", "0.001002237", "277.52283",
-                   "sharper"):
+    for number in ("0.01010001", "9.002025e-4", "1.000025e-4", "0.01040004", "0.250025",
+                   "0.001022835", "0.001002237", "277.52283", "20.412415", "sharper"):
         assert number in text, number

@@ -121,9 +121,9 @@ def figure1_variation_table(a_values=(0.0, 0.5, 1.0, 2.0), radii=(0.1, 0.03, 0.0
 
 
 def _figure1_table_rich(rows, radii) -> Table:
-    table = Table(title="Figure 1: f = x2^2 + x1^2 x2^4 at minimizers (a, 0)")
-    for col in ["a", "Hessian λmax"] + [f"V(r={r:g})" for r in radii] + [
-            f"(V - r²)/r⁴ at r={radii[0]:g}"]:
+    table = Table(title="Figure 1: f = x2^2 + x1^2 x2^4 at minimizers (a, 0); λmax: the "
+                        "Hessian's top eigenvalue")
+    for col in ["a", "λmax"] + [f"V(r={r:g})" for r in radii] + [f"(V-r²)/r⁴, r={radii[0]:g}"]:
         table.add_column(col, justify="right", overflow="fold")  # a number is never cut short
     table.add_column("a²", justify="right", style="dim", overflow="fold")
     for a, lam, values, _ in rows:
