@@ -61,7 +61,7 @@ def _frame(points, lo, hi, bound: float = 10.0):
 
 def figure1_plot(f, points, flat_k, flat_v, radius, out: Path, title: str) -> Path:
     """Left: iterates over the level curves of f, the minimizers x2 = 0 and the flat
-    minimum (0, 0); iterates far outside the frame are named in a note. Right: V(x_k, r)
+    minimum (0, 0); iterates far outside the frame are counted in the title. Right: V(x_k, r)
     against k."""
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(13, 6), gridspec_kw={"width_ratios": [1.6, 1]})
     lo, hi = _frame(points, np.array([-1.0, -1.0]), np.array([3.6, 1.0]))
@@ -75,11 +75,9 @@ def figure1_plot(f, points, flat_k, flat_v, radius, out: Path, title: str) -> Pa
     ax.plot(*points[-1], "bs", ms=7, label=f"last {format_point(points[-1])}")
     ax.plot(0.0, 0.0, "*", color="gold", mec="k", ms=16, zorder=4, label="flat minimum (0, 0)")
     outside = np.flatnonzero(np.any(points < lo, axis=1) | np.any(points > hi, axis=1))
-    if len(outside):
-        ax.text(0.99, 0.02, f"{len(outside)} of {len(points)} iterates lie outside this frame "
-                f"(the first at k = {outside[0]})",
-                transform=ax.transAxes, ha="right", va="bottom", fontsize=8,
-                bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "0.6"})
+    if len(outside):  # said in the title, where it covers no iterate
+        title += (f"\n{len(outside)} of {len(points)} iterates lie outside this frame "
+                  f"(the first at k = {outside[0]})")
     ax.set_xlim(lo[0], hi[0])
     ax.set_ylim(lo[1], hi[1])
     ax.set_xlabel("x1")
