@@ -131,7 +131,7 @@ class Certified:
         ascent: start the lower bound from :class:`ProjectedAscent` (compiled once per
             function); False leaves the lower bound to the points met by the boxes.
         progress: None, True (a progress line on the terminal) or a callable receiving
-            :class:`CertifiedProgress` about four times a second.
+            :class:`CertifiedProgress` about four times a second and once at the end.
 
     >>> import flatminima as fm
     >>> res = fm.max_variation(lambda y: y[1] ** 2 + y[0] ** 2 * y[1] ** 4, [1.0, 0.0], 0.1,
@@ -308,6 +308,10 @@ class _BranchAndBound:
                 boxes += 1
                 push(lo, np.where(np.arange(lo.size) == i, mid, hi))
                 push(np.where(np.arange(lo.size) == i, mid, lo), hi)
+            if show is not None:
+                top = -heap[0][0] if heap else self.best_lower
+                show(CertifiedProgress(boxes, max(self.best_lower - float(self.fx.mid()), 0.0),
+                                       top - float(self.fx.mid()), time.perf_counter() - t0))
         finally:
             stop()
         return self._result(heap, frozen, boxes, reason, time.perf_counter() - t0,
