@@ -12,7 +12,8 @@ They prove nothing: their error is measured against the certified interval (``er
 ``(certified lower bound - their value) / V``; negative means they found a value inside
 the proven interval). A time for them is a time to a value, never to a proven gap.
 The certified runs skip the compiled ascent (``ascent=False``) and follow one warm-up
-call, so that times do not include JAX tracing and compilation. Printed ratios are certified time / grid+polish time.
+call, so that times do not include JAX tracing and compilation. ``ratio``: certified time
+(gap 1e-6) / grid+polish time.
 
 Run: ``python benchmarks/bench_certified.py``
 """

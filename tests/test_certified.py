@@ -194,6 +194,14 @@ def test_compare_certified_leaves_symmetric_points_undetermined_with_gap():
         fm.compare(ex.figure1, (1.0, 0.0), (-1.0, 0.0), certified=True, solver=ProjectedAscent())
 
 
+def test_step_between_constants_is_not_treated_as_constant():
+    # where(y1 > 0, 1, 2) jumps on y1 = 0; from x = (0.01, 0) with r = 0.1 the best point
+    # has y1 = 0 and y2^2 = r^2 - 0.01^2: V = 2 + 0.0099 - 1
+    f = lambda y: jnp.where(y[0] > 0, 1.0, 2.0) + y[1] ** 2
+    res = fm.max_variation(f, (0.01, 0.0), R, solver=FAST)
+    assert res.value <= 1.0099 <= res.upper
+
+
 def test_unsupported_primitives_are_named():
     with pytest.raises(UnsupportedOperation, match="cumsum, floor"):
         fm.max_variation(lambda y: jnp.cumsum(y)[1] + jnp.floor(y[0]), (0.0, 0.0), 0.1,

@@ -42,7 +42,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from ._arith import Jet, arb, interval, lower_float, require_flint, upper_float, value
+from ._arith import Jet, arb, interval, lower_float, upper_float, value
 from ._jaxpr import JaxprEvaluator, UnsupportedOperation, jaxpr_primitives
 from ._sympy import SymbolicFunction, evaluate
 
@@ -75,7 +75,6 @@ def interval_function(f: Any, n: int) -> IntervalFunction:
     Raises:
         UnsupportedOperation: f uses primitives outside the supported set (all named).
     """
-    require_flint()
     if isinstance(f, SymbolicFunction):
         if len(f.variables) != n:
             raise ValueError(f"the expression has {len(f.variables)} variables, x has {n}.")

@@ -11,17 +11,9 @@ from __future__ import annotations
 
 import math
 
-try:
-    from flint import arb
-except ImportError:  # pragma: no cover - exercised only without python-flint
-    arb = None
+from flint import arb
 
 INF = float("inf")
-
-
-def require_flint() -> None:
-    if arb is None:  # pragma: no cover - exercised only without python-flint
-        raise ImportError("certified bounds need python-flint: pip install python-flint")
 
 
 def interval(lo: float, hi: float):
