@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import jax
@@ -12,6 +12,7 @@ from scipy.optimize import minimize
 
 from ._objective import as_objective
 from ._profile import Profile, default_radii, flatness_profile
+from .solvers import Certified
 
 EPS = np.finfo(float).eps
 VERDICTS = ("flatter", "sharper", "equivalent", "undetermined")
@@ -91,17 +92,22 @@ def verdict_from_profiles(px: Profile, py: Profile, *, rtol: float = 1e-10,
 
 
 def compare(f: Any, x: Any, y: Any, radii: Any = None, *, rtol: float = 1e-10,
-            n_decide: int = 3, **kwargs) -> Comparison:
+            n_decide: int = 3, certified: bool = False, **kwargs) -> Comparison:
     """Compare ``x`` with ``y`` in the germ preorder: is x flatter than y?
 
     Both profiles are evaluated on the same radii (default: geometric grid from
     ``0.1 (1 + max ||.||_inf)`` down 2.5 decades) with solvers that converge to near
     machine precision, so differences far below the leading term are resolved.
 
+    ``certified=True``: a verdict proven at the radii it states, from the certified
+    solver (:class:`flatminima.solvers.Certified`, small n): see :func:`_certified_compare`.
+
     >>> f = lambda y: y[1] ** 2 + y[0] ** 2 * y[1] ** 4
     >>> compare(f, [0.0, 0.0], [1.0, 0.0]).verdict
     'flatter'
     """
+    if certified:
+        return _certified_compare(f, x, y, radii, **kwargs)
     _, xf = as_objective(f, x, name="f")
     _, yf = as_objective(f, y, name="f")
     if xf.shape != yf.shape:
@@ -113,6 +119,49 @@ def compare(f: Any, x: Any, y: Any, radii: Any = None, *, rtol: float = 1e-10,
     px = flatness_profile(f, x, radii, **kwargs)
     py = flatness_profile(f, y, radii, **kwargs)
     return verdict_from_profiles(px, py, rtol=rtol, n_decide=n_decide)
+
+
+def _certified_compare(f: Any, x: Any, y: Any, radii: Any = None, *, norm: str = "l2",
+                       solver: Any = None, seed: int = 0, rtols=(1e-6, 1e-9, 1e-12)) -> Comparison:
+    """Proven comparison at the given radii (default ``0.1 (1 + max ||.||_inf)`` and half
+    of it). The enclosures ``[lower, upper]`` of ``V(x, r)`` and ``V(y, r)`` from
+    :class:`Certified` are tightened (``rtols`` in turn) until they separate at every
+    radius: ``upper_x < lower_y`` proves x flatter at r, ``lower_x > upper_y`` sharper.
+    The verdict is ``flatter``/``sharper`` when proven so at every radius, else
+    ``undetermined``; ``difference`` holds the midpoints of the proven intervals for
+    ``V(x, r) - V(y, r)``, ``tolerance`` their half-widths, ``reason`` the intervals.
+    """
+    base = Certified() if solver is None else solver
+    if not isinstance(base, Certified):
+        raise TypeError("compare(..., certified=True) takes solver=Certified(...) or None.")
+    _, xf = as_objective(f, x, name="f")
+    _, yf = as_objective(f, y, name="f")
+    if xf.shape != yf.shape:
+        raise ValueError(f"x and y have {xf.size} and {yf.size} coordinates; pass points of "
+                         "the same shape.")
+    if radii is None:
+        scale = max(float(jnp.max(jnp.abs(xf))), float(jnp.max(jnp.abs(yf))))
+        radii = [0.1 * (1.0 + scale), 0.05 * (1.0 + scale)]
+    for rtol in rtols:
+        px, py = (flatness_profile(f, p, radii, norm=norm, seed=seed,
+                                   solver=replace(base, rtol=rtol)) for p in (x, y))
+        signs = np.where(px.uppers < py.values, -1, np.where(px.values > py.uppers, 1, 0))
+        if np.all(signs != 0):
+            break
+    d = 0.5 * ((px.values + px.uppers) - (py.values + py.uppers))
+    tol = 0.5 * ((px.uppers - px.values) + (py.uppers - py.values))
+    proven = ", ".join(f"r={r:.3g}: V(x) in [{a:.10g}, {b:.10g}], V(y) in [{c:.10g}, {e:.10g}]"
+                       for r, a, b, c, e in zip(px.radii, px.values, px.uppers, py.values,
+                                                py.uppers))
+    if np.all(signs == -1):
+        verdict, reason = "flatter", f"proven V(x, r) < V(y, r) at every radius ({proven})"
+    elif np.all(signs == 1):
+        verdict, reason = "sharper", f"proven V(x, r) > V(y, r) at every radius ({proven})"
+    else:
+        verdict, reason = "undetermined", (
+            f"not separated at every radius; gaps reached {[float(f'{g:.3g}') for g in 2 * tol]}"
+            f" ({proven})")
+    return Comparison(verdict, px.radii, px, py, d, tol, None, _leading(px, py), reason)
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,12 @@ import numpy as np
 from ._norms import make_norm
 from ._objective import as_objective, check_scalar
 from ._results import DistanceResult, VariationResult
-from .solvers import ExactQuadratic, ProjectedAscent, is_quadratic
+from .solvers import Certified, ExactQuadratic, ProjectedAscent, is_quadratic
 
 
 def _pick_solver(obj, x, radius, norm, solver):
+    if isinstance(solver, str) and solver == "certified":
+        return Certified()
     if solver is not None:
         if not hasattr(solver, "solve"):
             raise TypeError("solver must provide solve(obj, x, radius, norm, seed); "
