@@ -3,8 +3,12 @@ the solver's statistics and a readable reason it stopped."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -15,11 +19,13 @@ class VariationResult:
     ``value`` is ``f(argmax) - f(x)`` at a feasible point (``argmax`` lies in the ball
     in floating point), hence a proven lower bound on ``V``; ``upper`` is a proven
     upper bound when the method gives one (exact solver, Lipschitz or smoothness
-    constant), else None.
+    constant), else None. ``argmax`` has the structure of the point passed in (array
+    shape, dict or tuple of arrays); ``argmax_flat`` is the same point as one flat
+    ``(n,)`` vector, in the order of ``jax.flatten_util.ravel_pytree``.
     """
 
     value: float
-    argmax: np.ndarray
+    argmax: Any
     upper: float | None
     method: str
     n_evals: int
@@ -29,6 +35,7 @@ class VariationResult:
     n_hvp: int = 0
     nonfinite: bool = False
     message: str = ""
+    argmax_flat: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def gap(self) -> float | None:
@@ -43,13 +50,21 @@ class DistanceResult:
     ``value = ||point - x||`` at a point with ``f(point) >= f(x) + delta`` (a proven
     upper bound on ``D``), ``inf`` when no such point was found within ``max_radius``.
     ``bracket`` is the final ``(r_low, r_high)`` of the search on the radius.
+    ``point`` has the structure of the point passed in; ``point_flat`` is the same point
+    as one flat ``(n,)`` vector.
     """
 
     value: float
-    point: np.ndarray | None
+    point: Any
     method: str
     n_evals: int
     delta: float
     bracket: tuple[float, float] = (0.0, float("inf"))
     message: str = ""
     variations: tuple = field(default=(), repr=False)
+    point_flat: np.ndarray | None = field(default=None, repr=False)
+
+
+def in_structure(unravel: Callable, flat: Any) -> Any:
+    """The flat vector ``flat`` as a point in the user's structure (NumPy leaves)."""
+    return jax.tree_util.tree_map(np.asarray, unravel(jnp.asarray(flat)))
