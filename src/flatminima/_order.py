@@ -46,7 +46,8 @@ class Comparison:
     preorder and is reported as such; beside it:
 
     * ``first_order_share``: ``||grad f||_* r / V`` at the smallest radius for x and y;
-      ``first_order_dominates`` when either exceeds 1/2 (``compare`` then warns).
+      ``first_order_dominates`` when either exceeds 1/2 at a point where f does fall
+      along ``-grad f`` (``Profile.first_order``; ``compare`` then warns).
     * ``curvature_verdict``: the same reading applied to the curvature parts
       ``C(x, r) = V(x, r) - ||grad f(x)||_* r`` (``curvature_difference``, with
       ``curvature_tolerance``). For C^2 f, ``C(x, r) = (1/2) u'H u r^2 + O(r^3)`` with
@@ -163,7 +164,7 @@ def verdict_from_profiles(px: Profile, py: Profile, *, rtol: float | None = None
     gx, gy = px.gradient_norm, py.gradient_norm
     share = tuple(float(g * r[-1] / v) if v > 0 else (np.inf if g > 0 else 0.0)
                   for g, v in ((gx, px.values[-1]), (gy, py.values[-1])))
-    dominates = max(share) > FIRST_ORDER_SHARE
+    dominates = any(s > FIRST_ORDER_SHARE and p.first_order for s, p in zip(share, (px, py)))
     if dominates:
         reason += (f"; at these radii V is dominated by ||grad f||_* r (gradient norms "
                    f"{gx:.3g} at x, {gy:.3g} at y): the verdict ranks gradient norms")
@@ -222,7 +223,7 @@ def compare(f: Any, x: Any, y: Any, radii: Any = None, *, rtol: float | None = N
             RuntimeWarning, stacklevel=2)
     if critical:
         comparison = replace(comparison, critical=_compare_critical(
-            f, obj, xf, yf, radii, rtol=rtol, n_decide=n_decide, **kwargs))
+            f, obj, xf, yf, radii, rtol=comparison.rtol, n_decide=n_decide, **kwargs))
     return comparison
 
 
@@ -231,9 +232,9 @@ def _default_radii(flats):
     return default_radii(None, r_max=0.1 * (1.0 + scale))
 
 
-def _bfgs(fun, y0):
-    """Local minimization of ``fun`` from ``y0`` (scipy BFGS, jitted value and gradient)."""
-    value_and_grad = jax.jit(jax.value_and_grad(fun))
+def _bfgs(value_and_grad, y0):
+    """Local minimization from ``y0`` by scipy BFGS; ``value_and_grad`` jitted once by the
+    caller for all its starts."""
 
     def fg(y):
         v, g = value_and_grad(jnp.asarray(y))
@@ -246,10 +247,11 @@ def _bfgs(fun, y0):
 
 def _compare_critical(f, obj, xf, yf, radii, **kwargs) -> CriticalComparison:
     ends = []
+    value_and_grad = jax.jit(jax.value_and_grad(obj.fun))
     for start in (xf, yf):
-        end = _bfgs(obj.fun, start)
-        f0, f1 = float(obj.fun(start)), float(obj.fun(jnp.asarray(end)))
-        grad = float(jnp.linalg.norm(jax.grad(obj.fun)(jnp.asarray(end))))
+        end = _bfgs(value_and_grad, start)
+        f0, f1 = float(value_and_grad(start)[0]), float(value_and_grad(jnp.asarray(end))[0])
+        grad = float(jnp.linalg.norm(value_and_grad(jnp.asarray(end))[1]))
         ends.append((end, float(np.linalg.norm(end - np.asarray(start))), f0 - f1, grad,
                      grad <= np.sqrt(obj.eps) * (1.0 + abs(f1))))
     (xs, mx, dx, gx, okx), (ys, my, dy, gy, oky) = ends
@@ -339,11 +341,12 @@ class FlatMinimumResult:
 
 def _local_minimizers(fun, xf, radius, n_samples, seed):
     rng = np.random.default_rng(seed)
+    value_and_grad = jax.jit(jax.value_and_grad(fun))
     found = []
     for _ in range(n_samples):
         u = rng.standard_normal(xf.size)
         y0 = np.asarray(xf) + radius * rng.uniform() ** (1 / xf.size) * u / np.linalg.norm(u)
-        end = _bfgs(fun, y0)
+        end = _bfgs(value_and_grad, y0)
         if np.linalg.norm(end - xf) <= 2 * radius:
             found.append(end)
     return np.array(found).reshape(-1, xf.size)

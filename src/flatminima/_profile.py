@@ -29,7 +29,10 @@ class Profile:
     ``precision`` is the float type f is computed in (the coarsest of f's output and the
     point's leaves); every rounding-level threshold follows its ``eps``.
     ``gradient_norm`` is ``||grad f(x)||_*`` (dual norm), the slope of the first-order
-    term ``||grad f(x)||_* r`` of V. ``point`` is x in the structure it was passed in.
+    term ``||grad f(x)||_* r`` of V; ``first_order`` whether f falls along
+    ``-grad f(x)`` at the smallest radius by at least half of that term (x is not
+    critical at the scale of the radii; False at a nonsmooth minimum, where autodiff
+    returns one subgradient). ``point`` is x in the structure it was passed in.
     """
 
     radii: np.ndarray
@@ -45,6 +48,7 @@ class Profile:
     n_evals: int
     precision: str = "float64"
     gradient_norm: float = 0.0
+    first_order: bool = False
     point: Any = field(default=None, repr=False)
 
     @property
@@ -147,7 +151,19 @@ def flatness_profile(
             alpha, c, d_alpha, d_c, basis = 2.0, lam / 2.0, 0.0, 0.0, "exact" if exact else "hessian"
     return Profile(radii, values, uppers, alpha, c, d_alpha, d_c, basis, fx,
                    results[0].method, n_evals, obj.precision, gdual,
+                   _descends(obj, xf, g, nrm, float(radii[-1]), fx),
                    in_structure(obj.unravel, xf))
+
+
+def _descends(obj, xf, g, nrm, radius, fx) -> bool:
+    """Whether f falls along ``-grad f(x)`` at ``radius`` by at least half the first-order
+    prediction ``||g||_2^2 radius / ||g||``: the first-order term is real (False at a
+    nonsmooth minimum, where autodiff returns one subgradient)."""
+    size = float(nrm(g))
+    if not size > 0:
+        return False
+    step = radius / size
+    return float(obj.fun(xf - step * g)) - fx <= -0.5 * step * float(g @ g)
 
 
 def distance_profile(f: Any, x: Any, deltas: Any, **kwargs) -> tuple[np.ndarray, np.ndarray]:
