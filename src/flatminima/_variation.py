@@ -14,7 +14,7 @@ import numpy as np
 
 from ._norms import make_norm
 from ._objective import as_objective, check_scalar
-from ._results import DistanceResult, VariationResult
+from ._results import DistanceResult, VariationResult, in_structure
 from .solvers import Certified, ExactQuadratic, ProjectedAscent, is_quadratic
 
 
@@ -75,8 +75,9 @@ def max_variation(
     radius = check_scalar(r, "r")
     nrm = make_norm(norm, xf, weights=weights)
     if radius == 0.0:
-        return VariationResult(0.0, np.asarray(xf), 0.0, "trivial", 1, 0.0, nrm.name,
-                               message="r = 0: the ball is the point itself.")
+        return VariationResult(0.0, in_structure(obj.unravel, xf), 0.0, "trivial", 1, 0.0,
+                               nrm.name, message="r = 0: the ball is the point itself.",
+                               argmax_flat=np.asarray(xf))
     chosen = _pick_solver(obj, xf, radius, nrm, solver)
     result = chosen.solve(obj, xf, radius, nrm, seed)
     bounds = []
@@ -97,7 +98,8 @@ def max_variation(
         result = replace(result, upper=upper)
     if result.nonfinite:
         warnings.warn(result.message, RuntimeWarning, stacklevel=2)
-    return result
+    flat_argmax = np.asarray(result.argmax)
+    return replace(result, argmax=in_structure(obj.unravel, flat_argmax), argmax_flat=flat_argmax)
 
 
 def level_distance(
@@ -183,8 +185,9 @@ def level_distance(
             if side == -1:
                 v_hi = dlt + 0.5 * (v_hi - dlt)
             side = -1
-    point = best.argmax
+    point = np.asarray(best.argmax)
     dist = float(nrm(jnp.asarray(point) - xf))
-    return DistanceResult(dist, point, f"galois:{best.method}", n_evals, dlt, (r_lo, r_hi),
+    return DistanceResult(dist, in_structure(obj.unravel, point), f"galois:{best.method}",
+                          n_evals, dlt, (r_lo, r_hi),
                           "level reached; value is the distance of a point on or above it.",
-                          tuple(history))
+                          tuple(history), point_flat=point)
