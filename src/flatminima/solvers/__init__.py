@@ -2,6 +2,14 @@
 automatic choice."""
 
 from ._ascent import ProjectedAscent
-from ._quadratic import ExactQuadratic, is_quadratic
+from ._quadratic import ExactQuadratic, SampledQuadratic, is_proven_quadratic, is_quadratic
+from ._structure import polynomial_degree
 
-__all__ = ["ExactQuadratic", "ProjectedAscent", "is_quadratic"]
+__all__ = [
+    "ExactQuadratic",
+    "ProjectedAscent",
+    "SampledQuadratic",
+    "is_proven_quadratic",
+    "is_quadratic",
+    "polynomial_degree",
+]
