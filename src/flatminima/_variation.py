@@ -95,8 +95,11 @@ def max_variation(
         r: radius of the ball, ``r >= 0``.
         norm: ``"l2"`` (default), ``"linf"`` or ``"weighted_l2"`` (``||u / w||_2``,
             ``w = weights`` or ``|x| + 1e-3`` when ``weights`` is None).
-        solver: ``ExactQuadratic()`` or ``ProjectedAscent(...)``; by default exact when f
-            is a quadratic (given as :class:`Quadratic` or detected) and the ball is l2.
+        solver: ``ExactQuadratic()`` or ``ProjectedAscent(...)``; by default exact, with a
+            proven ``.upper``, when the ball is l2 and f is proven to be a quadratic (a
+            :class:`Quadratic`, or a polynomial of degree <= 2 read from its jaxpr, with
+            at most 400 coordinates); when only a sampled test says quadratic, the model's
+            maximizer starts projected ascent and ``.upper`` is None.
         seed: seed of the random starts.
         lipschitz: a Lipschitz constant ``L`` of f on the ball (for this norm); gives the
             proven upper bound ``V <= L r``.
@@ -106,6 +109,11 @@ def max_variation(
     Returns:
         :class:`VariationResult`: ``.value`` is f at a feasible point minus ``f(x)`` (a
         lower bound), ``.upper`` a proven upper bound or None.
+
+    Raises:
+        ValueError: bad input, or ``smoothness=`` when autodiff gives a NaN gradient at x
+            (a NaN gradient otherwise only warns: the starts built from it are skipped).
+        FloatingPointError: the solver produced a NaN (never returned silently).
 
     Reference: C. Josz, On the geometry of flat minima, arXiv:2509.11386, 2025.
 

@@ -256,8 +256,8 @@ class ExactQuadratic:
 class SampledQuadratic:
     """For an f that a sampled test (:func:`is_quadratic`) takes for a quadratic but that
     is not proven one: the maximizers of its quadratic model at x (the solution, and in
-    the hard case a basis of the top eigenspace, both signs) are extra starts of
-    ``ascent``, and the best value of f found wins. ``upper`` is None."""
+    the hard case up to 50 vectors of a basis of the top eigenspace, both signs) are
+    extra starts of ``ascent``, and the best value of f found wins. ``upper`` is None."""
 
     ascent: ProjectedAscent = ProjectedAscent()
 
