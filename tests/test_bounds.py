@@ -145,11 +145,11 @@ def test_function_quadratic_near_x_only_gets_no_upper_bound():
     V(0, 0.1) = r^2 + 100 (r - 0.05)^2 = 0.26 at y = r e_0, not the model's 0.01."""
     f = lambda y: jnp.sum(y**2) + 100 * jax.nn.relu(y[0] - 0.05) ** 2
     res = fm.max_variation(f, np.zeros(10), 0.1)
-    assert res.method == "exact_quadratic(sampled)+projected_ascent"
+    assert res.method == "quadratic_model(sampled)+projected_ascent"
     assert res.upper is None
     assert res.value == pytest.approx(0.26, rel=1e-12)
     forced = fm.max_variation(f, np.zeros(10), 0.1, solver=ExactQuadratic())
-    assert forced.upper is None and forced.method.startswith("exact_quadratic(unproven)")
+    assert forced.upper is None and forced.method.startswith("quadratic_model(unproven)")
 
 
 def test_structural_quadratic_is_proven_and_beyond_dense_size_falls_back_to_ascent(

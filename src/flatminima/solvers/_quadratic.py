@@ -244,7 +244,7 @@ class ExactQuadratic:
             upper, method = max(model.bound, value), f"exact_quadratic:{model.case}"
             message = f"trust-region subproblem solved exactly ({case}); upper: dual bound."
         else:
-            upper, method = None, f"exact_quadratic(unproven):{model.case}"
+            upper, method = None, f"quadratic_model(unproven):{model.case}"
             message = (f"f is not proven to be a quadratic: value is f at the maximizer of "
                        f"its quadratic model at x ({case}), a lower bound; no upper bound.")
         return VariationResult(value=value, argmax=argmax, upper=upper, method=method,
@@ -268,6 +268,6 @@ class SampledQuadratic:
             starts += [s * radius * v for v in model.top[:50] for s in (1.0, -1.0)]
         res = self.ascent.solve(obj, x, radius, norm, seed, extra_starts=np.stack(starts))
         return replace(
-            res, method="exact_quadratic(sampled)+projected_ascent", n_hvp=res.n_hvp + model.n_hvp,
+            res, method="quadratic_model(sampled)+projected_ascent", n_hvp=res.n_hvp + model.n_hvp,
             message=("f passed a sampled quadratic test but is not proven quadratic: the "
                      "quadratic model's maximizers started projected ascent; " + res.message))
