@@ -58,8 +58,9 @@ def check_finite(values: Array | np.ndarray, what: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class HessianOperator:
-    """``v -> H v`` on NumPy vectors (checked finite), with the relative accuracy
-    ``noise_rtol`` of one product: no Lanczos tolerance is set below it."""
+    """``v -> H v``: ``matvec`` is the compiled product (JAX-traceable), a call checks
+    its output finite and returns NumPy; ``noise_rtol`` is the relative accuracy of one
+    product, below which no Lanczos tolerance is set."""
 
     matvec: Callable[[np.ndarray], np.ndarray]
     n: int

@@ -125,8 +125,7 @@ def hessian_trace(f: Any, x: Any, *, method: str = "auto", num_samples: int = 20
     integrand = stochtrace.monte_carlo_trace()
     sampler = stochtrace.sampler_signs(xf, num=num_samples)
     estimate = stochtrace.estimator_monte_carlo_mean_and_sem(integrand, sampler)
-    hvp = jax.jit(obj.hvp)
-    mean, sem = estimate(lambda v: hvp(xf, v), jax.random.PRNGKey(seed))
+    mean, sem = estimate(hessian_operator(obj, xf).matvec, jax.random.PRNGKey(seed))
     check_finite(jnp.stack([mean, sem]), "the Hessian-vector product at x")
     return _checked(SharpnessResult(float(mean), f"hutchinson({num_samples})",
                                     stderr=float(sem)))
