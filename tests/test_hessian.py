@@ -223,3 +223,14 @@ def test_identity_hessian_breaks_down_at_the_first_step():
     res = sharpness.hessian_eigmax(lambda y: jnp.sum(jnp.cosh(y)), np.zeros(450))
     assert isinstance(res.value, float) and isinstance(res.stderr, float)
     assert res.value == pytest.approx(1.0, rel=1e-14) and res.method == "lanczos(2)"
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda f: sharpness.hessian_eigmax(f, np.zeros(3), num_matvecs=0), "num_matvecs"),
+    (lambda f: sharpness.hessian_spectrum(f, np.zeros(3), num_samples=2.5), "num_samples"),
+    (lambda f: sharpness.sublevel_volume(f, np.zeros(3), 0.1, 1.0, num_samples=0), "num_samples"),
+    (lambda f: sharpness.sam_sharpness(f, np.zeros(3), steps=-1), "steps"),
+])
+def test_bad_counts_are_named_at_the_boundary(call, name):
+    with pytest.raises(ValueError, match=name):
+        call(lambda y: jnp.sum(y**2))

@@ -158,6 +158,10 @@ def lanczos(op: HessianOperator, v0: np.ndarray, num_steps: int, rng: np.random.
     q = np.asarray(v0, dtype=float)
     q = q / np.linalg.norm(q)
     scale, breakdowns = 0.0, 0
+
+    def snapshot(j: int) -> Krylov:
+        return Krylov(Q[: j + 1], alpha[: j + 1], beta[:j], beta[j], scale, breakdowns)
+
     for k in range(m):
         Q[k] = q
         w = op(q)
@@ -168,17 +172,16 @@ def lanczos(op: HessianOperator, v0: np.ndarray, num_steps: int, rng: np.random.
         broke = b <= op.noise_rtol * scale
         beta[k] = 0.0 if broke else b
         breakdowns += broke
-        krylov = Krylov(Q[: k + 1], alpha[: k + 1], beta[:k], beta[k], scale, breakdowns)
         if k + 1 == m or (broke and stop_at_breakdown):
-            return krylov
-        if converged is not None and (broke or (k + 1) % check_every == 0) and converged(krylov):
-            return krylov
+            break
+        if converged is not None and (broke or (k + 1) % check_every == 0) and converged(snapshot(k)):
+            break
         if broke:
             w = _orthogonalise(rng.standard_normal(n), Q[: k + 1])
             if np.linalg.norm(w) <= 1e-8 * np.sqrt(n):  # the basis spans R^n numerically
-                return krylov
+                break
         q = w / np.linalg.norm(w)
-    raise AssertionError("unreachable")  # pragma: no cover
+    return snapshot(k)
 
 
 def _tolerance(theta: float, scale: float, rtol: float, noise_rtol: float) -> float:

@@ -67,6 +67,13 @@ def _checked(result: SharpnessResult) -> SharpnessResult:
     return result
 
 
+def _count(value: Any, name: str, least: int = 1) -> int:
+    """A positive count argument (steps, samples), checked at the boundary."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        raise ValueError(f"{name} must be an integer >= {least}, got {value!r}.")
+    return int(value)
+
+
 def _method(n: int, method: str) -> str:
     if method == "auto":
         return "dense" if n <= DENSE_HESSIAN_MAX_N else "lanczos"
@@ -95,6 +102,8 @@ def hessian_eigmax(f: Any, x: Any, *, method: str = "auto", rtol: float = 1e-8,
     """
     obj, xf = as_objective(f, x)
     rtol = check_scalar(rtol, "rtol")
+    num_matvecs = _count(num_matvecs, "num_matvecs")
+    max_matvecs = _count(max_matvecs, "max_matvecs", least=2)
     m = _method(obj.n, method)
     if m == "dense":
         H = np.asarray(dense_hessian(obj, xf))
@@ -119,6 +128,7 @@ def hessian_trace(f: Any, x: Any, *, method: str = "auto", num_samples: int = 20
     2.0
     """
     obj, xf = as_objective(f, x)
+    num_samples = _count(num_samples, "num_samples")
     m = _method(obj.n, method)
     if m == "dense":
         return _checked(SharpnessResult(float(jnp.trace(dense_hessian(obj, xf))), "dense"))
@@ -145,10 +155,12 @@ def hessian_spectrum(f: Any, x: Any, *, num_matvecs: int = 30, num_samples: int 
     Reference: Ubaru, Chen and Saad, SIAM J. Matrix Anal. Appl. 38 (2017) 1075-1099.
     """
     obj, xf = as_objective(f, x)
+    num_matvecs = _count(num_matvecs, "num_matvecs")
+    num_samples = _count(num_samples, "num_samples")
     op = hessian_operator(obj, xf)
     rng = np.random.default_rng(seed)
     nodes, weights = [], []
-    for _ in range(int(num_samples)):
+    for _ in range(num_samples):
         probe = rng.choice([-1.0, 1.0], size=obj.n)
         kr = lanczos(op, probe, num_matvecs, rng, stop_at_breakdown=True)
         lam, U = eigh_tridiagonal(kr.alpha, kr.beta)
@@ -181,10 +193,11 @@ def sam_sharpness(f: Any, x: Any, rho: float = 0.05, *, steps: int = 1,
     0.21
     """
     rho = check_scalar(rho, "rho", positive=True)
+    steps = _count(steps, "steps")
     obj, xf = as_objective(f, x)
     grad = jax.grad(obj.fun)
     u = jnp.zeros_like(xf)
-    for t in range(int(steps)):
+    for t in range(steps):
         g = grad(xf + u)
         check_finite(g, "the gradient of f at x" if t == 0 else "the gradient of f at x + u")
         if float(jnp.linalg.norm(g)) == 0.0:
@@ -262,9 +275,7 @@ def sublevel_volume(f: Any, x: Any, delta: float, radius: float, *, num_samples:
     """
     delta = check_scalar(delta, "delta", positive=True)
     radius = check_scalar(radius, "radius", positive=True)
-    num_samples = int(num_samples)
-    if num_samples < 1:
-        raise ValueError(f"num_samples = {num_samples} must be a positive integer.")
+    num_samples = _count(num_samples, "num_samples")
     obj, xf = as_objective(f, x)
     n = obj.n
     k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
