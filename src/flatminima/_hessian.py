@@ -47,12 +47,16 @@ NAN_ADVICE = (
     "(jnp.sum(w ** 2)), or evaluate at a point where f is twice differentiable.")
 
 
+class NonFiniteDerivative(ValueError):
+    """A derivative of f (gradient, Hessian-vector product) is NaN or infinite."""
+
+
 def check_finite(values: Array | np.ndarray, what: str) -> np.ndarray:
-    """``values`` as a NumPy array; a ``ValueError`` naming the NaN and its fix if any
-    entry is NaN or infinite."""
+    """``values`` as a NumPy array; a :class:`NonFiniteDerivative` naming the NaN and its
+    fix if any entry is NaN or infinite."""
     arr = np.asarray(values)
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{what} is NaN or infinite: {NAN_ADVICE}")
+        raise NonFiniteDerivative(f"{what} is NaN or infinite: {NAN_ADVICE}")
     return arr
 
 

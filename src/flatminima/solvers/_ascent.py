@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._hessian import top_eigenpairs, top_eigenpairs_cost
+from .._hessian import NonFiniteDerivative, top_eigenpairs, top_eigenpairs_cost
 from .._norms import Norm, base_norm, feasible_point, project_z
 from .._objective import Array, Objective
 from .._results import VariationResult
@@ -115,7 +115,7 @@ class ProjectedAscent:
             try:
                 _, vecs = top_eigenpairs(obj, x, min(self.n_eig, n), seed=seed)
                 vecs = np.asarray(vecs)
-            except np.linalg.LinAlgError:  # a NaN Hessian makes the dense eigensolver fail
+            except (np.linalg.LinAlgError, NonFiniteDerivative):  # a NaN Hessian
                 vecs = np.full((1, n), np.nan)
             n_hvp = top_eigenpairs_cost(n)
             if not np.all(np.isfinite(vecs)):
