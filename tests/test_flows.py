@@ -7,8 +7,14 @@ import pytest
 import scipy.linalg
 
 import flatminima as fm
-from flatminima.flows import (flatness_along, flattening_flow, gradient_descent,
-                              gradient_flow, sam, verify_conserved)
+from flatminima.flows import (
+    flatness_along,
+    flattening_flow,
+    gradient_descent,
+    gradient_flow,
+    sam,
+    verify_conserved,
+)
 
 
 def test_gradient_descent_matches_closed_form_iterates_on_a_quadratic():
@@ -67,12 +73,17 @@ def test_gradient_flow_stops_at_the_steady_state_when_asked():
     t_final, and the distance to the minimizer 0 is below the stop rule's bound."""
     A = np.diag([4.0, 1.0])
     x0 = np.array([1.0, 2.0])
-    flow = gradient_flow(lambda y: 0.5 * y @ A @ y, x0, 1e3, steady_state=1e-8)
+    f = lambda y: 0.5 * y @ A @ y
+    flow = gradient_flow(f, x0, 1e3, steady_state=1e-8)
     assert flow.converged and flow.status == "steady_state" and flow.t_final < 1e3
     np.testing.assert_allclose(flow.points[-1], scipy.linalg.expm(-flow.t_final * A) @ x0,
                                rtol=1e-7, atol=1e-12)  # the solver's atol
     assert np.linalg.norm(flow.points[-1]) <= 2e-12  # tol * ||y|| + atol, for a limit at 0
     assert flow.times[-1] == flow.t_final and np.all(np.isfinite(flow.points))
+    with pytest.warns(RuntimeWarning, match="raise t1"):
+        capped = gradient_flow(f, x0, 1.0, steady_state=1e-8)
+    assert capped.status == "t1" and capped.success and not capped.converged
+    np.testing.assert_allclose(capped.points[-1], scipy.linalg.expm(-A) @ x0, rtol=1e-8)
 
 
 def test_stiff_gradient_flow_switches_to_the_implicit_solver():
@@ -101,23 +112,22 @@ def relu_net(seed=0):
 
 
 def test_relu_flow_stalls_at_a_kink_with_a_warning_and_euler_is_the_fix():
-    """From this start the flow reaches a kink of the ReLU loss (near t = 3.39) where the
+    """From this start the flow reaches a kink of the ReLU loss (at t = 3.39) where the
     adaptive steps shrink without passing. The result says so, keeps only the finite
     part, and warns with the fix; Euler with dt is gradient descent with step dt, and the
     drift it reports is that of those iterates."""
     f, quantities, p0 = relu_net()
     with pytest.warns(RuntimeWarning, match="solver='euler'"):
-        check = verify_conserved(f, quantities, p0, t1=20.0, max_steps=2000)
+        check = verify_conserved(f, quantities, p0, t1=5.0, max_steps=2000)
     assert not check.success and check.flow.status == "discontinuous"
     assert 3.0 < check.flow.t_final < 4.0 and check.flow.times[-1] == check.flow.t_final
     assert np.all(np.isfinite(check.drift)) and np.max(check.drift) < 1e-9
     assert "kink" in check.reason
-    euler = verify_conserved(f, quantities, p0, t1=20.0, solver="euler", dt=1e-3, n_save=11)
-    assert euler.success and euler.flow.t_final == 20.0
-    gd = gradient_descent(f, p0, 20_000, step=1e-3)
-    iterates = gd.tree_points
-    q = np.asarray(jax.vmap(quantities)(iterates))[::2000]
-    np.testing.assert_allclose(euler.flow.points, gd.points[::2000], rtol=1e-9, atol=1e-12)
+    euler = verify_conserved(f, quantities, p0, t1=5.0, solver="euler", dt=1e-3, n_save=11)
+    assert euler.success and euler.flow.t_final == 5.0
+    gd = gradient_descent(f, p0, 5000, step=1e-3)
+    q = np.asarray(jax.vmap(quantities)(gd.tree_points))[::500]
+    np.testing.assert_allclose(euler.flow.points, gd.points[::500], rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(euler.drift, np.max(np.abs(q - q[0]), axis=0), rtol=1e-6)
     assert 0 < np.max(euler.drift) < 1e-3  # O(dt) drift of Euler steps, finite
 
@@ -149,15 +159,6 @@ def test_flattening_flow_arrives_at_the_balanced_point(x0):
     np.testing.assert_allclose(res.points[-1], [1.0, 1.0], atol=1e-8)
     assert res.f_drift < 1e-10 and res.target_distance[-1] < 1e-8
     assert res.verdict_end_vs_start == "flatter"
-
-
-def test_flattening_flow_that_hits_its_cap_says_so():
-    f = lambda z: (z[0] * z[1] - 1.0) ** 2
-    quantities = lambda z: jnp.array([z[0] ** 2 - z[1] ** 2])
-    with pytest.warns(RuntimeWarning, match="raise t1"):
-        res = flattening_flow(f, quantities, jnp.array([2.0, 0.5]), t1=0.5, n_flatness=2)
-    assert not res.converged and res.flow.status == "t1" and res.flow.t_final == 0.5
-    assert abs(res.points[-1, 0] - 1.0) > 1e-3
 
 
 def test_sam_reaches_the_minimum_of_a_bowl():
