@@ -192,9 +192,11 @@ def integrate(field: Callable, fun: Callable, y0: jax.Array, t1: float, *, unrav
             return diffrax.PIDController(rtol=rtol, atol=atol, pcoeff=0.3, icoeff=0.3)
         return diffrax.PIDController(rtol=rtol, atol=atol)
 
+    dt0 = first_step(0.0, t1, y0)
+
     def run(method, t_end):
         return diffrax.diffeqsolve(
-            term, method, jnp.asarray(0.0), jnp.asarray(t_end), first_step(0.0, t_end, y0), y0,
+            term, method, jnp.asarray(0.0), jnp.asarray(t_end), dt0, y0,
             saveat=diffrax.SaveAt(ts=jnp.linspace(0.0, t_end, n_save), t1=True),
             stepsize_controller=controller(method), event=event, max_steps=max_steps,
             throw=False)
@@ -219,6 +221,7 @@ def integrate(field: Callable, fun: Callable, y0: jax.Array, t1: float, *, unrav
         else:
             label = f"{label} (Kvaerno5 also stopped, at t = {t_final2:.6g})"
     times, points = _trim(sol)
+    t_final = float(times[-1])
     values = np.asarray(jax.vmap(fun)(jnp.asarray(points)))
     bad = np.flatnonzero(~np.isfinite(values))
     if bad.size:  # f is NaN or inf from times[bad[0]] on: keep the points before
