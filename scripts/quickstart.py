@@ -7,6 +7,7 @@ environment with only the built wheel installed); exits non-zero on a mismatch.
 from __future__ import annotations
 
 import math
+from importlib.metadata import version
 
 import numpy as np
 
@@ -37,9 +38,9 @@ def main() -> None:
     assert exact.upper is not None and math.isclose(exact.value, 0.75, rel_tol=1e-12), exact
     assert exact.value <= exact.upper <= exact.value + 1e-10, exact
 
-    print(f"quick start: V = {res.value:.10f} (r^2 + a^2 r^4 = {expansion}), "
-          f"D = {dist.value:.9f}, (0, 0) {verdict} than (1, 0); flatminima from "
-          f"{fm.__file__}")
+    print(f"quick start: V = {res.value:.10f} (r^2 + a^2 r^4 = {expansion:.4f}), "
+          f"D = {dist.value:.9f}, (0, 0) {verdict} than (1, 0); flatminima "
+          f"{version('flatminima')} from {fm.__file__}")
 
 
 if __name__ == "__main__":
