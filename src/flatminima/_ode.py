@@ -16,6 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._report import result_type
+from ._x64 import float64_methods
+
 SOLVERS = {"tsit5": diffrax.Tsit5, "kvaerno5": diffrax.Kvaerno5, "euler": diffrax.Euler}
 
 
@@ -37,6 +40,8 @@ class TreePoints:
         return jax.tree_util.tree_map(np.asarray, self.unravel(jnp.asarray(self.points[i])))
 
 
+@float64_methods()
+@result_type()
 @dataclass(frozen=True)
 class FlowTrajectory(TreePoints):
     """Solution of a flow ``y' = F(y)`` (the gradient flow ``F = -grad f``, or the

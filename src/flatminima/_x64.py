@@ -30,11 +30,16 @@ def float64(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def float64_methods(cls: type) -> type:
+def float64_methods(*exclude: str) -> Callable[[type], type]:
     """Class decorator: :func:`float64` around ``__init__``, ``__call__`` and every public
-    method defined on ``cls`` (properties and static/class methods included)."""
+    method defined on the class (properties and static/class methods included), except
+    the names in ``exclude`` (functions meant to be traced inside the user's own code)."""
+    return functools.partial(_wrap_methods, exclude=exclude)
+
+
+def _wrap_methods(cls: type, exclude: tuple = ()) -> type:
     for name, attr in list(vars(cls).items()):
-        if name.startswith("_") and name not in ("__init__", "__call__"):
+        if name in exclude or (name.startswith("_") and name not in ("__init__", "__call__")):
             continue
         if isinstance(attr, property):
             setattr(cls, name, property(float64(attr.fget) if attr.fget else None,

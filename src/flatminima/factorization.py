@@ -19,6 +19,8 @@ import numpy as np
 from ._hessian import NOISE_EPS_FACTOR, HessianOperator, lanczos_top
 from ._objective import as_objective, check_scalar
 from ._ode import FlowTrajectory, GradientField, integrate
+from ._report import result_type
+from ._x64 import float64_methods
 
 
 def _check_matrix(M: Any, name: str = "M") -> np.ndarray:
@@ -30,6 +32,7 @@ def _check_matrix(M: Any, name: str = "M") -> np.ndarray:
     return M
 
 
+@result_type()
 @dataclass(frozen=True)
 class BalanceResult:
     """``X, Y`` balanced (``imbalance`` = ``||X'X - Y'Y||_F`` at the end), with the loss
@@ -48,6 +51,7 @@ class BalanceResult:
     flow: FlowTrajectory | None = None
 
 
+@result_type()
 @dataclass(frozen=True)
 class LayerBalanceResult:
     """Weights after the balancing flow of a deep linear network, in the structure passed
@@ -95,6 +99,7 @@ def _structured_eigmax(objective, point, rtol, seed) -> float:
     return lanczos_top(HessianOperator(hvp, flat.size, noise), rtol=rtol, seed=seed).value
 
 
+@float64_methods("objective")
 class MatrixFactorization:
     """``f(X, Y) = 1/2 ||X Y' - M||_F^2`` with inner dimension ``rank``.
 
@@ -241,6 +246,7 @@ class MatrixFactorization:
         return max_variation(self.objective, self.point(X, Y), r, **kwargs)
 
 
+@float64_methods("objective")
 class DeepLinearNetwork:
     """``f(W_1, ..., W_L) = 1/2 ||W_L ... W_1 - M||_F^2`` with layer widths
     ``widths = (d_0 = n, d_1, ..., d_L = m)``; conserved ``W_{j+1}'W_{j+1} - W_j W_j'``.

@@ -20,11 +20,14 @@ import numpy as np
 
 from ._objective import as_objective, check_scalar
 from ._ode import FlowTrajectory, GradientField, TreePoints, check_solver, integrate
+from ._report import result_type
+from ._x64 import float64, float64_methods
 
 REASONS = {0: "completed all steps", 1: "zero gradient (a critical point was reached)",
            2: "overflow or NaN: the iterate or f became non-finite; reduce the step"}
 
 
+@result_type()
 @dataclass(frozen=True)
 class Trajectory(TreePoints):
     """Iterates of a method. ``points`` has shape ``(k + 1, n)`` where ``k`` is the number
@@ -91,6 +94,7 @@ def _trajectory(obj, x0, xs, codes) -> Trajectory:
     return Trajectory(points, values, REASONS[code], k, obj.unravel)
 
 
+@float64
 def gradient_descent(f: Any, x0: Any, steps: int, *, step: float | Callable = 1e-2,
                      normalized: bool = False) -> Trajectory:
     """Gradient descent ``x_{k+1} = x_k - step(k) grad f(x_k)``, or with
@@ -117,6 +121,7 @@ def gradient_descent(f: Any, x0: Any, steps: int, *, step: float | Callable = 1e
     return _trajectory(obj, xf, xs, codes)
 
 
+@float64
 def sam(f: Any, x0: Any, steps: int, rho: float, step: float | Callable = 1e-2) -> Trajectory:
     """Sharpness-aware minimization: ``x_{k+1} = x_k - step(k) grad f(x_k + rho u_k)``
     with ``u_k = grad f(x_k) / ||grad f(x_k)||`` (Foret et al., 2021)."""
@@ -126,6 +131,7 @@ def sam(f: Any, x0: Any, steps: int, rho: float, step: float | Callable = 1e-2) 
     return _trajectory(obj, xf, xs, codes)
 
 
+@float64
 def gradient_flow(f: Any, x0: Any, t1: float, *, n_save: int = 200, rtol: float = 1e-10,
                   atol: float = 1e-12, max_steps: int = 100_000, solver: Any = "auto",
                   dt: float | None = None, steady_state: float | None = None) -> FlowTrajectory:
@@ -185,6 +191,7 @@ def _check_options(n_save, rtol, atol, max_steps, solver, dt, steady_state) -> d
             "solver": solver, "dt": dt, "steady_state": steady_state}
 
 
+@float64
 def flatness_along(f: Any, trajectory: Trajectory, r: float, iterations: Any = None) -> tuple:
     """``V(x_k, r)`` at the chosen iterations (default: 30 spread over the run).
     Returns ``(iterations, values)``."""
@@ -198,6 +205,8 @@ def flatness_along(f: Any, trajectory: Trajectory, r: float, iterations: Any = N
                                  for i in iterations])
 
 
+@float64_methods()
+@result_type()
 @dataclass(frozen=True)
 class FlatteningResult:
     """The flattening flow ``y' = -grad phi(y)``, ``phi = 1/2 ||Q(y) - q*||^2``.
@@ -241,6 +250,7 @@ class FlatteningResult:
         return self.flow.at(t)
 
 
+@float64
 def flattening_flow(f: Any, quantities: Callable, x0: Any, *, target: Any = None,
                     t1: float = 1e4, steady_state: float | None = 1e-10, radius: float = 1e-2,
                     n_flatness: int = 12, n_save: int = 200, rtol: float = 1e-11,
@@ -302,6 +312,7 @@ def flattening_flow(f: Any, quantities: Callable, x0: Any, *, target: Any = None
     return FlatteningResult(flow, drift, dist, flow.times[idx], flat, radius, verdict, monotone)
 
 
+@result_type()
 @dataclass(frozen=True)
 class ConservationCheck:
     """``drift[j] = max_t |Q_j(x(t)) - Q_j(x0)|`` over the saved times of the gradient
@@ -320,6 +331,7 @@ class ConservationCheck:
         return self.flow.reason
 
 
+@float64
 def verify_conserved(f: Any, quantities: Callable, x0: Any, *, t1: float = 1.0,
                      n_save: int = 100, rtol: float = 1e-12, atol: float = 1e-14,
                      max_steps: int = 100_000, solver: Any = "auto",
