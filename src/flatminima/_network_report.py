@@ -13,9 +13,11 @@ import numpy as np  # noqa: E402
 COLUMNS = (("arch", "arch"), ("batch", "batch"), ("optimizer", "opt"), ("seed", "seed"),
            ("train_acc", "train acc"), ("test_acc", "test acc"), ("loss", "loss"),
            ("grad_norm", "‖∇f‖"), ("V_trained", "V trained"), ("V_balanced", "V balanced"),
+           ("V_curvature", "V − ‖∇f‖r balanced"),
            ("rank", "rank (balanced)"), ("eigmax", "λmax"), ("eigmax_bal", "λmax balanced"),
            ("trace", "trace"), ("keskar", "Keskar"), ("sam", "SAM"), ("adaptive", "adaptive"))
 LABELS = {"V_trained": "V(x, r) as trained", "V_balanced": "V(x, r) balanced",
+          "V_curvature": "V − ‖∇f‖ r balanced",
           "eigmax": "Hessian λmax", "eigmax_bal": "Hessian λmax balanced",
           "trace": "Hessian trace", "keskar": "Keskar sharpness", "sam": "SAM sharpness",
           "adaptive": "adaptive sharpness", "rank": "germ-preorder rank (balanced)"}

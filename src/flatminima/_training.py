@@ -4,7 +4,7 @@ Models are lists of ``(W, b)`` pairs (``W`` of shape ``(out, in, ...)``, the lay
 :mod:`flatminima.networks`): an MLP with ReLU hidden layers, and a CNN (two valid 3x3
 convolutions with ReLU, NCHW, then a linear layer on the channel-major flattened maps).
 Training is minibatch SGD or SAM (Foret et al., 2021) with optax, compiled once per
-architecture, batch size and optimizer, in float64.
+architecture and batch size, in float64.
 """
 
 from __future__ import annotations
@@ -88,8 +88,8 @@ def accuracy(logits_fn, params, x, y) -> float:
     return float(jnp.mean(jnp.argmax(logits_fn(params, x), axis=1) == y))
 
 
-@partial(jax.jit, static_argnames=("arch", "batch", "steps", "rho", "lr"))
-def _train(params, x, y, key, *, arch, batch, steps, rho, lr):
+@partial(jax.jit, static_argnames=("arch", "batch", "steps", "lr"))
+def _train(params, x, y, key, rho, *, arch, batch, steps, lr):
     logits_fn = ARCHITECTURES[arch]
     loss = lambda p, xb, yb: cross_entropy(logits_fn, p, xb, yb)
     opt = optax.sgd(lr, momentum=0.9)
@@ -100,10 +100,11 @@ def _train(params, x, y, key, *, arch, batch, steps, rho, lr):
         idx = jax.random.choice(k, n, (batch,), replace=False)
         xb, yb = x[idx], y[idx]
         g = jax.grad(loss)(p, xb, yb)
-        if rho > 0:  # SAM: the gradient at the ascent point p + rho g / ||g||
-            norm = optax.global_norm(g)
-            p_adv = jax.tree_util.tree_map(lambda a, d: a + rho * d / (norm + 1e-12), p, g)
-            g = jax.grad(loss)(p_adv, xb, yb)
+        # SAM: the gradient at the ascent point p + rho g / ||g|| (rho = 0: plain SGD; one
+        # compiled program serves both)
+        norm = optax.global_norm(g)
+        p_adv = jax.tree_util.tree_map(lambda a, d: a + rho * d / (norm + 1e-12), p, g)
+        g = jax.grad(loss)(p_adv, xb, yb)
         updates, state = opt.update(g, state, p)
         return (optax.apply_updates(p, updates), state), None
 
@@ -115,14 +116,17 @@ def train(arch: str, data: Digits, *, batch: int, optimizer: str, steps: int, se
           lr: float = 0.05, rho: float = 0.05, chunks: int = 1, tick=None) -> list:
     """Train a fresh network of architecture ``arch`` ("mlp" or "cnn") by SGD with
     momentum 0.9 or SAM; ``chunks`` splits the steps for progress reporting."""
+    if arch not in ARCHITECTURES or optimizer not in ("sgd", "sam"):
+        raise ValueError(f"arch must be 'mlp' or 'cnn' and optimizer 'sgd' or 'sam', got "
+                         f"{arch!r}, {optimizer!r}.")
     key = jax.random.PRNGKey(seed)
     k_init, k_train = jax.random.split(key)
     params = init_mlp(k_init, (64, 32, 10)) if arch == "mlp" else init_cnn(k_init)
     x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     per = steps // chunks
     for k in jax.random.split(k_train, chunks):
-        params = _train(params, x, y, k, arch=arch, batch=batch, steps=per,
-                        rho=rho if optimizer == "sam" else 0.0, lr=lr)
+        params = _train(params, x, y, k, rho if optimizer == "sam" else 0.0, arch=arch,
+                        batch=batch, steps=per, lr=lr)
         if tick is not None:
             tick()
     return params
