@@ -41,6 +41,7 @@ from .flows import (  # noqa: E402
     sam,
     verify_conserved,
 )
+from .networks import BalanceResult, balance_network, rescale_network  # noqa: E402
 from .symmetry import (  # noqa: E402
     ConservedQuantities,
     SymmetryAlgebra,
@@ -49,6 +50,9 @@ from .symmetry import (  # noqa: E402
 )
 
 __all__ = [
+    "BalanceResult",
+    "balance_network",
+    "rescale_network",
     "DeepLinearNetwork",
     "MatrixFactorization",
     "ConservedQuantities",

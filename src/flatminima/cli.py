@@ -9,9 +9,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ._cli_user import register as _register_user_commands
+
 app = typer.Typer(help="The geometry of flat minima: measure, compare, flatten.",
                   no_args_is_help=True, add_completion=False)
 console = Console()
+_register_user_commands(app)
 
 
 def figure1_variation_table(a_values=(0.0, 0.5, 1.0, 2.0), radii=(0.1, 0.03, 0.01)):

@@ -380,20 +380,27 @@ def balance_network(params, *, loss: Any = None, radius: float = 1e-2, inputs: A
 
 
 def _flatness_pair(loss, before, after, radius, seed) -> dict:
+    from jax.flatten_util import ravel_pytree
+
     from ._variation import max_variation
     from .sharpness import hessian_eigmax
 
     out: dict = {"radius": float(radius)}
-    for tag, p in (("before", before), ("after", after)):
-        if hasattr(p, "parameters"):  # a copy: TorchObjective writes into its model
-            from .torch_adapter import TorchObjective
+    if hasattr(before, "parameters"):  # copies: TorchObjective writes into its model
+        from .torch_adapter import TorchObjective
 
+        points = {}
+        for tag, p in (("before", before), ("after", after)):
             f = TorchObjective(copy.deepcopy(p), loss)
-            x = f.point()
-            out[f"loss_{tag}"] = f.value_and_grad(x)[0]
-        else:
-            f, x = loss, p
-            out[f"loss_{tag}"] = float(loss(p))
+            points[tag] = (f, f.point())
+    else:  # one flat function for both points, so compiled solvers are shared
+        unravel = ravel_pytree(before)[1]
+        flat_loss = lambda v: loss(unravel(v))
+        points = {tag: (flat_loss, ravel_pytree(p)[0]) for tag, p in (("before", before),
+                                                                       ("after", after))}
+    for tag, (f, x) in points.items():
+        out[f"loss_{tag}"] = float(f.value_and_grad(x)[0] if hasattr(f, "value_and_grad")
+                                   else f(x))
         out[f"flatness_{tag}"] = max_variation(f, x, radius, seed=seed).value
         out[f"eigmax_{tag}"] = hessian_eigmax(f, x, seed=seed).value
     return out
