@@ -148,6 +148,13 @@ def demo(out: Path = typer.Option(Path("flatminima-demo"), help="output folder")
     console.print(_rows_rich(rows))
     lines += ["", "## Gallery: verdicts of every measure (x relative to y)", "",
               rows_to_markdown(rows)]
+    from ._cli_user import run_study_with_progress
+    from ._network_report import markdown_table, rich_table
+
+    net = run_study_with_progress(out, quick=True)
+    console.print(rich_table(net))
+    lines += ["", "## Networks on digits: flatness as trained and balanced (quick study)", "",
+              markdown_table(net)]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     console.print(f"report written to {out / 'report.md'}")
 
