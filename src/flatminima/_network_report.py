@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -82,6 +83,7 @@ def accuracy_plot(summary, out: Path) -> Path:
                        edgecolor="k", lw=0.5)
         if key != "rank" and all(n[key] > 0 for n in summary["networks"]):
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         taus = ", ".join(f"{a} τ={c[key]['tau']:+.2f}" for a, c in summary["correlations"].items()
                          if c[key]["tau"] is not None)
         ax.set_title(f"{LABELS[key]}\n(Kendall {taus})", fontsize=9)
