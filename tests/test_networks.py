@@ -196,3 +196,13 @@ def test_torch_sequential_with_convolution_is_balanced_without_touching_the_mode
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fm.balance_network(model)
+
+
+def test_float32_model_reports_the_imbalance_of_its_rounded_weights():
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 2))
+    res = fm.balance_network(model)
+    q = neuron_imbalance(res.params)[0]
+    assert res.imbalance_after == pytest.approx(np.abs(q).max(), rel=1e-12)
+    assert res.params[0].weight.dtype == torch.float32

@@ -278,7 +278,8 @@ class BalanceResult:
 
     ``params``: the balanced network, in the structure passed in; ``scales``: the factors
     applied (``params == rescale_network(original, scales)``); ``imbalance_before`` and
-    ``imbalance_after``: ``max_j |q_j|`` over the live units, measured on the parameters;
+    ``imbalance_after``: ``max_j |q_j|`` over the live units, measured on the parameters as
+    returned (a float32 model keeps rounding errors of order 1e-7 relative);
     ``squared_norm_before/after``: total squared norm of the weights and biases (the
     after value is the minimum over the orbit); ``dead_neurons``: ``(hidden layer, unit)``
     with zero incoming or outgoing weights, left unscaled; ``output_change``: largest
@@ -374,9 +375,10 @@ def balance_network(params, *, loss: Any = None, radius: float = 1e-2, inputs: A
                                                                           1e-300))
     if loss is not None:
         extra.update(_flatness_pair(loss, params, balanced, radius, seed))
+    stored = _unpack(balanced)[0]  # as stored: a float32 model rounds the balanced weights
     return BalanceResult(balanced, scales, _max_imbalance(pairs, alive),
-                         _max_imbalance(new, alive), _sq_norm(pairs), _sq_norm(new), dead, n_iter,
-                         converged, message, **extra)
+                         _max_imbalance(stored, alive), _sq_norm(pairs), _sq_norm(stored), dead,
+                         n_iter, converged, message, **extra)
 
 
 def _flatness_pair(loss, before, after, radius, seed) -> dict:
