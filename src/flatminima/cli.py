@@ -1,20 +1,107 @@
-"""The ``flatminima`` command."""
+"""The ``flatminima`` command.
+
+Every argument is checked where it enters, before any computation; a bad one is a usage
+error: the usage line, then one line ``Error: ...``, exit status 2. Output folders
+(``--out``) are created when missing, but their parent folder must exist; the folder of a
+``--markdown`` file must exist. A ValueError or TypeError raised by the library for an
+input the checks let through is reported the same way, and an OSError (a disk full, a
+permission) as one line ``Error: ...`` with exit status 1, never a traceback.
+"""
 
 from __future__ import annotations
 
+import functools
+import math
+import os
 from pathlib import Path
 
 import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
+
+from .plotting import format_number, format_point
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _reported(callback):
+    """``callback`` with a library ValueError/TypeError turned into a usage error and an
+    OSError into a one-line error (exit status 1)."""
+
+    @functools.wraps(callback)
+    def run(*args, **kwargs):
+        try:
+            return callback(*args, **kwargs)
+        except (ValueError, TypeError) as error:
+            raise typer.BadParameter(_one_line(error)) from None
+        except OSError as error:
+            typer.echo(f"Error: {_one_line(error)}", err=True)
+            raise typer.Exit(1) from None
+
+    return run
+
+
+class _ReportedGroup(TyperGroup):
+    """The command group whose every command, including ones registered later, runs
+    through :func:`_reported`."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        for command in self.commands.values():
+            command.callback = _reported(command.callback)
+
 
 from ._cli_user import register as _register_user_commands
 
 app = typer.Typer(help="The geometry of flat minima: measure, compare, flatten.",
-                  no_args_is_help=True, add_completion=False)
+                  cls=_ReportedGroup, rich_markup_mode=None, no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_show_locals=False)
 console = Console()
 _register_user_commands(app)
+
+
+def positive(value: float) -> float:
+    """Option check: a positive finite number."""
+    if not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"must be a positive finite number, got {value}.")
+    return value
+
+
+def finite(value: float) -> float:
+    """Option check: a finite number."""
+    if not math.isfinite(value):
+        raise typer.BadParameter(f"must be a finite number, got {value}.")
+    return value
+
+
+def out_folder(path: Path) -> Path:
+    """Option check for ``--out``: a folder, or a new one whose parent folder exists; writable."""
+    if path.exists() and not path.is_dir():
+        raise typer.BadParameter(f"{path} exists and is not a folder; pass a folder.")
+    home = path if path.exists() else path.parent
+    if not home.is_dir():
+        raise typer.BadParameter(f"the folder {home} does not exist; create it or pass another folder.")
+    if not os.access(home, os.W_OK | os.X_OK):
+        raise typer.BadParameter(f"cannot write into {home}; pass a writable folder.")
+    return path
+
+
+def output_file(path: Path | None) -> Path | None:
+    """Option check for an output file: not a folder, in an existing writable folder."""
+    if path is None:
+        return None
+    if path.is_dir():
+        raise typer.BadParameter(f"{path} is a folder; pass a file name.")
+    if not path.parent.is_dir():
+        raise typer.BadParameter(f"the folder {path.parent} does not exist; create it or pass "
+                                 "another file name.")
+    if not os.access(path if path.exists() else path.parent, os.W_OK):
+        raise typer.BadParameter(f"cannot write {path}; pass a writable location.")
+    return path
 
 
 def figure1_variation_table(a_values=(0.0, 0.5, 1.0, 2.0), radii=(0.1, 0.03, 0.01)):
@@ -37,16 +124,14 @@ def figure1_variation_table(a_values=(0.0, 0.5, 1.0, 2.0), radii=(0.1, 0.03, 0.0
 
 
 def _figure1_table_rich(rows, radii) -> Table:
-    table = Table(title="Figure 1: f = x2^2 + x1^2 x2^4 at minimizers (a, 0)")
-    table.add_column("a", justify="right")
-    table.add_column("Hessian λmax", justify="right")
-    for r in radii:
-        table.add_column(f"V(r={r:g})", justify="right")
-    table.add_column(f"(V - r²)/r⁴ at r={radii[0]:g}", justify="right")
-    table.add_column("a²", justify="right", style="dim")
+    table = Table(title="Figure 1: f = x2^2 + x1^2 x2^4 at minimizers (a, 0); λmax: the "
+                        "Hessian's top eigenvalue")
+    for col in ["a", "λmax"] + [f"V(r={r:g})" for r in radii] + [f"(V-r²)/r⁴, r={radii[0]:g}"]:
+        table.add_column(col, justify="right", overflow="fold")  # a number is never cut short
+    table.add_column("a²", justify="right", style="dim", overflow="fold")
     for a, lam, values, _ in rows:
         coef = (values[0] - radii[0] ** 2) / radii[0] ** 4
-        cells = [f"{a:g}", f"{lam:.6g}"] + [f"{v:.9g}" for v in values]
+        cells = [f"{a:g}", f"{lam:.6g}"] + [format_number(v, 7) for v in values]
         table.add_row(*cells, f"{coef:.6f}", f"{a * a:g}")
     return table
 
@@ -63,42 +148,31 @@ def _progress_rows():
     return rows
 
 
-def _rows_rich(rows) -> Table:
-    from ._table import MEASURES
+def _print_gallery(rows) -> None:
+    from ._table import gallery_table, sam_table
 
-    table = Table(title="x relative to y: the flatness preorder and the classical measures "
-                        "(magenta: disagrees with the true verdict)")
-    short = {"flatness": "flatness", "hessian_eigmax": "λmax", "hessian_trace": "trace",
-             "keskar": "Keskar", "sam": "SAM", "sublevel_volume": "volume"}
-    for col in ("function", "x", "y", "true") + tuple(short[m] for m in MEASURES):
-        table.add_column(col)
-    colour = {"flatter": "green", "sharper": "red", "equivalent": "cyan"}
-    for r in rows:
-        cells = [r.function, str(r.x), str(r.y), r.expected]
-        for m in MEASURES:
-            v = r.verdicts[m]
-            style = colour.get(v, "yellow") if v == r.expected else "bold magenta"
-            cells.append(f"[{style}]{v.replace(' (nonsmooth)', '').replace(' (CI overlap)', '')}[/]")
-        table.add_row(*cells)
-    return table
+    console.print(gallery_table(rows, console))
+    console.print(sam_table(rows))
 
 
 @app.command("table")
-def table_cmd(markdown: Path = typer.Option(None, help="also write the table as Markdown")) -> None:
+def table_cmd(markdown: Path = typer.Option(None, callback=output_file,
+                                            help="also write the table to this Markdown file")) -> None:
     """Compare gallery points by every measure, side by side."""
     from ._table import rows_to_markdown
 
     rows = _progress_rows()
-    console.print(_rows_rich(rows))
+    _print_gallery(rows)
     if markdown is not None:
         markdown.write_text(rows_to_markdown(rows))
         console.print(f"Markdown written to {markdown}")
 
 
 @app.command()
-def demo(out: Path = typer.Option(Path("flatminima-demo"), help="output folder")) -> None:
+def demo(out: Path = typer.Option(Path("flatminima-demo"), callback=out_folder,
+                                  help="output folder (created; its parent must exist)")) -> None:
     """Run the main demonstration and write its report into OUT."""
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(exist_ok=True)
     radii = (0.1, 0.03, 0.01)
     rows = figure1_variation_table(radii=radii)
     console.print(_figure1_table_rich(rows, radii))
@@ -122,7 +196,7 @@ def demo(out: Path = typer.Option(Path("flatminima-demo"), help="output folder")
     lines += ["", "## Figure 1: normalized gradient descent drifts to the flat minimum", "",
               "![figure 1](figure1.png)", "",
               f"1000 steps of length (k+1)^(-1/6) from (3.2, 0.6): last point "
-              f"{fig['last_point']}, f = {fig['f_last']:.4g}; V(x, {fig['radius']}) went from "
+              f"{format_point(fig['last_point'])}, f = {fig['f_last']:.4g}; V(x, {fig['radius']}) went from "
               f"{fig['V_first']:.4g} to {fig['V_last']:.4g}; last relative to first: "
               f"**{fig['last_vs_first']}**.", "",
               f"Plain steps (k+1)^(-1/6) (not normalized) from the same start stop after "
@@ -142,10 +216,10 @@ def demo(out: Path = typer.Option(Path("flatminima-demo"), help="output folder")
               f"(= 2 sigma_1); trace-flat minimizer (n X'X = m Y'Y): trace {tf['trace']:.6g} < "
               f"{study['special']['balanced']['trace']:.6g} but λmax {tf['eigmax']:.6g}; "
               f"relative to the balanced one it is **{tf['vs_balanced']}**.", ""]
-    console.print(f"Figure 1: last point {fig['last_point']}, last vs first: "
+    console.print(f"Figure 1: last point {format_point(fig['last_point'])}, last vs first: "
                   f"{fig['last_vs_first']}")
     rows = _progress_rows()
-    console.print(_rows_rich(rows))
+    _print_gallery(rows)
     lines += ["", "## Gallery: verdicts of every measure (x relative to y)", "",
               rows_to_markdown(rows)]
     from ._cli_user import run_study_with_progress
@@ -194,13 +268,19 @@ def run_figure1(out: Path, *, steps: int = 1000, radius: float = 0.1,
 
 
 @app.command()
-def figure1(out: Path = typer.Option(Path("."), help="output folder"),
-            steps: int = typer.Option(1000, help="iterations"),
-            radius: float = typer.Option(0.1, help="radius of V in the JSON and plot")) -> None:
-    """Reproduce the paper's Figure 1 (writes figure1.png and figure1.json)."""
-    summary = run_figure1(out, steps=steps, radius=radius)
+def figure1(out: Path = typer.Option(Path("."), callback=out_folder,
+                                     help="output folder (created; its parent must exist)"),
+            steps: int = typer.Option(1000, min=1, help="iterations"),
+            radius: float = typer.Option(0.1, callback=positive,
+                                         help="radius of V in the JSON and plot"),
+            normalized: bool = typer.Option(True, "--normalized/--plain",
+                                            help="normalized gradient steps, or plain ones")) -> None:
+    """Reproduce the paper's Figure 1 (writes figure1.png and figure1.json, or
+    figure1_plain.* with --plain)."""
+    summary = run_figure1(out, steps=steps, radius=radius, normalized=normalized)
+    name = "figure1" if normalized else "figure1_plain"
     console.print(summary)
-    console.print(f"wrote {out / 'figure1.png'} and {out / 'figure1.json'}")
+    console.print(f"wrote {out / (name + '.png')} and {out / (name + '.json')}")
 
 
 def run_flattening_example(out: Path) -> dict:
@@ -225,7 +305,9 @@ def run_flattening_example(out: Path) -> dict:
 
 
 @app.command()
-def symmetries(out: Path = typer.Option(Path("."), help="folder for flattening_flow.png")) -> None:
+def symmetries(out: Path = typer.Option(Path("."), callback=out_folder,
+                                        help="folder for flattening_flow.png (created; its parent "
+                                             "must exist)")) -> None:
     """Symmetry algebras and conserved quantities of gallery functions, and a
     flattening-flow plot for (x y - 1)^2."""
     import jax
@@ -235,7 +317,7 @@ def symmetries(out: Path = typer.Option(Path("."), help="folder for flattening_f
 
     table = Table(title="Linear symmetries (sampled null space) and conserved quadratic forms")
     for col in ("function", "n", "dim g_f", "expected", "conserved", "max residual"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for name, f, x, space, expected in SYMMETRY_GALLERY:
         alg = linear_symmetries(f, x, space=space)
         cq = conserved_quantities(alg)
@@ -262,29 +344,39 @@ def _run_study_with_progress(m, n, rank, out):
 
 
 def _study_table(s) -> Table:
-    table = Table(title=f"Global minimizers of 1/2||XY' - M||^2 (m={s['m']}, n={s['n']}, "
-                        f"k={s['rank']}, 2 sigma_1 = {2 * s['sigma_1']:.6g})")
-    for col in ("minimizer", "imbalance", "Hessian λmax", "Hessian trace",
-                f"V(r={s['radius']:g})", "vs balanced"):
-        table.add_column(col)
-    for name, row in s["special"].items():
-        table.add_row(name, f"{row['imbalance']:.3g}", f"{row['eigmax']:.8g}",
-                      f"{row['trace']:.8g}", f"{row['V']:.10g}", row.get("vs_balanced", "-"))
+    rows = [[name, f"{row['imbalance']:.3g}", f"{row['eigmax']:.8g}", f"{row['trace']:.8g}",
+             format_number(row["V"], 7), row.get("vs_balanced", "-")]
+            for name, row in s["special"].items()]
     last = s["orbit"][-1]
-    table.add_row("orbit, most unbalanced", f"{last['imbalance']:.3g}", f"{last['eigmax']:.8g}",
-                  f"{last['trace']:.8g}", f"{last['V']:.10g}", "-")
+    rows.append(["orbit, most unbalanced", f"{last['imbalance']:.3g}", f"{last['eigmax']:.8g}",
+                 f"{last['trace']:.8g}", format_number(last["V"], 7), "-"])
     for label, g in s["gradient_descent"].items():
-        table.add_row(f"GD end ({label})", f"{g['imbalance'][-1]:.3g}", f"{g['eigmax_end']:.8g}",
-                      "-", f"{g['V_end']:.10g}", f"loss {g['loss_end']:.2e}")
+        rows.append([f"GD end ({label}), loss {format_number(g['loss_end'])}",
+                     f"{g['imbalance'][-1]:.3g}", f"{g['eigmax_end']:.8g}", "-",
+                     format_number(g["V_end"], 7), "-"])
+    table = Table(title=f"Global minimizers of 1/2||XY' - M||^2 (m={s['m']}, n={s['n']}, "
+                        f"k={s['rank']}, 2 sigma_1 = {2 * s['sigma_1']:.6g}); λmax and trace "
+                        "of the Hessian")
+    table.add_column("minimizer")
+    for col in ("imbalance", "λmax", "trace", f"V(r={s['radius']:g})"):
+        table.add_column(col, overflow="fold")  # a number is never cut short
+    table.add_column("vs balanced", no_wrap=True)
+    for r in rows:
+        table.add_row(*r)
     return table
 
 
 @app.command()
-def factorization(m: int = typer.Option(50, help="rows of M"),
-                  n: int = typer.Option(40, help="columns of M"),
-                  rank: int = typer.Option(5, help="rank of M and inner dimension k"),
-                  out: Path = typer.Option(Path("."), help="output folder")) -> None:
+def factorization(m: int = typer.Option(50, min=1, help="rows of M"),
+                  n: int = typer.Option(40, min=1, help="columns of M"),
+                  rank: int = typer.Option(5, min=1, help="rank of M and inner dimension k, "
+                                                          "at most min(m, n)"),
+                  out: Path = typer.Option(Path("."), callback=out_folder,
+                                           help="output folder (created; its parent must exist)")) -> None:
     """Study balanced and unbalanced global minimizers of matrix factorization."""
+    if rank > min(m, n):
+        raise typer.BadParameter(f"{rank} exceeds min(--m, --n) = {min(m, n)}; pass a rank "
+                                 "at most min(m, n).", param_hint="'--rank'")
     s = _run_study_with_progress(m, n, rank, out)
     console.print(_study_table(s))
     console.print(f"flattening flow: imbalance {s['flow']['imbalance'][0]:.3g} -> "
@@ -294,8 +386,8 @@ def factorization(m: int = typer.Option(50, help="rows of M"),
 
 @app.command()
 def variation(
-    a: float = typer.Option(1.0, help="first coordinate of the minimizer (a, 0)"),
-    radius: float = typer.Option(0.1, help="radius r"),
+    a: float = typer.Option(1.0, callback=finite, help="first coordinate of the minimizer (a, 0)"),
+    radius: float = typer.Option(0.1, callback=positive, help="radius r"),
 ) -> None:
     """Maximal variation of the Figure 1 function at (a, 0)."""
     from . import examples, max_variation
