@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
+from ._cli_user import register as _register_user_commands
 from .plotting import format_number, format_point
 
 
@@ -54,8 +55,6 @@ class _ReportedGroup(TyperGroup):
         for command in self.commands.values():
             command.callback = _reported(command.callback)
 
-
-from ._cli_user import register as _register_user_commands
 
 app = typer.Typer(help="The geometry of flat minima: measure, compare, flatten.",
                   cls=_ReportedGroup, rich_markup_mode=None, no_args_is_help=True,
