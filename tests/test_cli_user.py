@@ -75,6 +75,9 @@ def test_compare_says_which_point_is_flatter(project):
     assert code == 0 and json.loads(out)["verdict"] == "flatter"
     code, out = run("compare", "--loss", f"{project}:loss", "--x", "b.npz", "--y", "a.npz")
     assert code == 0 and "sharper than" in out
+    # b is not a critical point: the library's warning comes as one note line
+    assert any(line.startswith("note: ") and "critical point" in line
+               for line in out.splitlines())
 
 
 @pytest.mark.parametrize("args, message", [
@@ -102,10 +105,7 @@ def test_measure_in_a_fresh_process_and_directory(project):
            "--x", "a.npz", "--radius", "0.05"]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0 and "proven lower bound" in done.stdout
-    bad = subprocess.run(cmd[:-4] + ["--x", "nothere.npz"], capture_output=True, text=True,
-                         env=env, timeout=120)
-    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0
-    assert "Traceback" not in bad.stderr
+    assert done.stderr == ""
 
 
 def test_state_dict_points(project):

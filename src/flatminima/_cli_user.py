@@ -15,6 +15,7 @@ import importlib.util
 import inspect
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -162,17 +163,20 @@ def measure(loss: str = typer.Option(..., help="module:function, loss(params[, b
     except UsageError as err:
         _fail(str(err))
     try:
-        results = [max_variation(f, point, r, norm=nrm, seed=seed) for r in radii]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            results = [max_variation(f, point, r, norm=nrm, seed=seed) for r in radii]
         flat, unravel = ravel_pytree(point)
         g = ravel_pytree(jax.grad(lambda v: f(unravel(v)))(flat))[0]
     except (ValueError, TypeError) as err:
         _fail(f"{err} (--x {x} holds {_shape_of(point)})")
+    notes = _notes(caught)
     fx = float(f(point))
     gnorm = float(np.abs(g).sum() if norm == "linf" else np.linalg.norm(g))
     rows = [{"radius": r, "V_lower": res.value, "V_upper": res.upper, "method": res.method,
              "n_evals": res.n_evals} for r, res in zip(radii, results)]
     payload = {"loss": loss, "x": str(x), "n": int(flat.size), "norm": norm, "f": fx,
-               "grad_dual_norm": gnorm, "results": rows,
+               "grad_dual_norm": gnorm, "results": rows, "warnings": notes,
                "proves": "V_lower is f(y) - f(x) at a point y of the ball: a proven lower bound "
                          "on V; V_upper (when not null) a proven upper bound"}
     if as_json:
@@ -186,6 +190,17 @@ def measure(loss: str = typer.Option(..., help="module:function, loss(params[, b
         console.print(f"V(x, {row['radius']:g}) >= {row['V_lower']:.10g}  (f at a point of the "
                       f"ball: a proven lower bound); {upper}; {row['method']}, "
                       f"{row['n_evals']} evaluations")
+    _print_notes(notes)
+
+
+def _notes(caught) -> list[str]:
+    """The library's warnings, each as one line (printed after the result, and in JSON)."""
+    return list(dict.fromkeys(" ".join(str(w.message).split()) for w in caught))
+
+
+def _print_notes(notes: list[str]) -> None:
+    for note in notes:
+        console.print(f"note: {note}", markup=False, highlight=False)
 
 
 def compare_cmd(loss: str = typer.Option(..., help="module:function, loss(params[, batch])"),
@@ -209,12 +224,16 @@ def compare_cmd(loss: str = typer.Option(..., help="module:function, loss(params
     except UsageError as err:
         _fail(str(err))
     try:
-        res = compare(f, px, py, radii, norm=nrm)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            res = compare(f, px, py, radii, norm=nrm)
     except (ValueError, TypeError) as err:
         _fail(f"{err} (--x {x} holds {_shape_of(px)})")
+    notes = _notes(caught)
     payload = {"verdict": res.verdict, "reason": res.reason, "leading_order": res.leading,
                "crossing": res.crossing, "radii": res.radii.tolist(),
                "V_x": res.profile_x.values.tolist(), "V_y": res.profile_y.values.tolist(),
+               "warnings": notes,
                "proves": "V values are lower bounds from the solver; the verdict reads the sign "
                          "of V(x, r) - V(y, r) at the smallest radii beyond its tolerance"}
     if as_json:
@@ -228,6 +247,7 @@ def compare_cmd(loss: str = typer.Option(..., help="module:function, loss(params
         console.print(f"  r = {r:.4g}: V(x, r) = {vx:.10g}   V(y, r) = {vy:.10g}")
     if res.crossing is not None:
         console.print(f"the profiles cross near r = {res.crossing:.3g}")
+    _print_notes(notes)
 
 
 def study(quick: bool = typer.Option(False, "--quick", help="about a minute: one MLP, four "
