@@ -59,6 +59,10 @@ _EXPORTS = {
     "SymmetryAlgebra": ".symmetry",
     "conserved_quantities": ".symmetry",
     "linear_symmetries": ".symmetry",
+    "BalanceResult": ".networks",
+    "balance_network": ".networks",
+    "neuron_imbalance": ".networks",
+    "rescale_network": ".networks",
 }
 _SUBMODULES = ("examples", "sharpness", "solvers")
 
@@ -117,6 +121,12 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         gradient_flow,
         sam,
         verify_conserved,
+    )
+    from .networks import (  # noqa: F401
+        BalanceResult,
+        balance_network,
+        neuron_imbalance,
+        rescale_network,
     )
     from .symmetry import (  # noqa: F401
         ConservedQuantities,
