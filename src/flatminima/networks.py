@@ -37,6 +37,9 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from ._report import result_type
+from ._x64 import float64
+
 __all__ = ["BalanceResult", "balance_network", "mlp_forward", "neuron_imbalance",
            "rescale_network"]
 
@@ -257,7 +260,6 @@ def rescale_network(params, scales) -> Any:
     return rebuild(_apply(pairs, checked))
 
 
-@float64
 def mlp_forward(params, inputs, activation: str = "relu", negative_slope: float = 0.01):
     """Outputs of the MLP ``x -> W_L sigma(... sigma(W_1 x + b_1) ...) + b_L`` for
     ``inputs`` of shape ``(batch, in)``, with ``sigma`` one of ``"relu"``,
