@@ -3,8 +3,6 @@ matrix-free (Hessian-vector products, Lanczos from matfree) otherwise."""
 
 from __future__ import annotations
 
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,7 +21,7 @@ def top_eigenpairs_cost(n: int) -> int:
     return n if n <= DENSE_HESSIAN_MAX_N else min(n, TOP_EIGENPAIRS_LANCZOS_STEPS)
 
 
-@partial(jax.jit, static_argnums=0)
+@jax.jit
 def _dense_hessian_jax(fun, y):
     hvp = lambda v: jax.jvp(jax.grad(fun), (y,), (v,))[1]
     H = jax.vmap(hvp)(jnp.eye(y.shape[0]))
