@@ -191,7 +191,8 @@ def convert(f: Callable, unravel: Callable, flat: Array, name: str = "f") -> Fla
     else:
         key = ("own", next(_counter))
     _TRACES[key] = trace
-    return FlatFunction(_JaxprCode(key, trace), closed.consts, flat.shape[0], keep=(f, trace))
+    consts = tuple(jnp.asarray(c) for c in closed.consts)  # on the device once, not per call
+    return FlatFunction(_JaxprCode(key, trace), consts, flat.shape[0], keep=(f, trace))
 
 
 # --- objects with a NumPy value_and_grad ------------------------------------------------

@@ -29,11 +29,9 @@ def _dense_hessian_jax(fun, y):
 
 
 def dense_hessian(obj: Objective, y: Array) -> Array:
-    """The Hessian at ``y`` as a dense symmetric matrix (exact for JAX objectives)."""
-    if obj.is_jax:
-        return _dense_hessian_jax(obj.fun, y)
-    H = jnp.stack([obj.hvp(y, e) for e in jnp.eye(obj.n)])
-    return 0.5 * (H + H.T)
+    """The Hessian at ``y`` as a dense symmetric matrix (exact for JAX objectives and
+    objects with ``hvp``)."""
+    return _dense_hessian_jax(obj.fun, y)
 
 
 def lanczos_eigh(matvec, n: int, num_matvecs: int, key: Array) -> tuple[Array, Array]:

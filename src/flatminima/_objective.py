@@ -86,7 +86,12 @@ class Objective:
         """Hessian-vector product ``H(y) v``: exact for JAX objectives and for objects
         with an ``hvp`` method; central differences of the gradient for objects with
         ``value_and_grad`` only."""
-        return jax.jvp(jax.grad(self.fun), (y,), (v,))[1]
+        return _hvp(self.fun, y, v)
+
+
+@jax.jit
+def _hvp(fun: FlatFunction, y: Array, v: Array) -> Array:
+    return jax.jvp(jax.grad(fun), (y,), (v,))[1]
 
 
 def as_objective(f: Any, x: Any, *, name: str = "f") -> tuple[Objective, Array]:

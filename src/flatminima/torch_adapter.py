@@ -182,7 +182,7 @@ def _check_batch(torch: Any, batch: tuple, device: Any) -> None:
         if not isinstance(t, torch.Tensor):
             continue
         if t.device != device:
-            raise ValueError(f"batch[{i}] is on {t.device} but the model is on {device}; "
+            raise ValueError(f"batch[{i}] is on device {t.device} but the model is on {device}; "
                              f"move it with .to({str(device)!r}).")
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise ValueError(f"batch[{i}] contains NaN or infinite values; remove or "
