@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import flatminima as fm
+from flatminima.solvers import ProjectedAscent
 
 torch = pytest.importorskip("torch")
 from flatminima.torch_adapter import TorchObjective  # noqa: E402
@@ -93,7 +94,7 @@ def test_measuring_leaves_model_parameters_buffers_and_mode_as_they_were():
     with pytest.warns(UserWarning, match="eval mode"):
         obj = TorchObjective(model, mse, X, Y)
     x0 = obj.point()
-    fm.max_variation(obj, x0, 0.3)
+    fm.max_variation(obj, x0, 0.3, solver=ProjectedAscent(n_random=1, max_iter=30))
     obj.hvp(x0 + 0.1, np.ones(obj.n))
     after = _state(model)
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -119,6 +120,9 @@ def test_eval_mode_by_default_and_train_mode_batch_statistics_on_request():
     values = [obj_train.value_and_grad(obj_train.point())[0] for _ in range(2)]
     assert values[0] == values[1] == pytest.approx(expected, rel=1e-14)
     assert torch.equal(model[1].running_mean, _bn_model()[0][1].running_mean)
+    v = np.random.default_rng(2).standard_normal(obj_train.n)
+    H = _exact_hessian(reference, mse, X, Y)  # train mode: batch statistics
+    np.testing.assert_allclose(obj_train.hvp(obj_train.point(), v), H @ v, rtol=1e-10, atol=1e-12)
 
 
 def test_train_mode_with_dropout_is_refused():

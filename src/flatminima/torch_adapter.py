@@ -45,6 +45,16 @@ class TorchObjective:
     ``1e-7`` times the loss's condition number, and gradients and Hessian-vector products
     likewise; results are returned as float64. Use ``model.double()`` for float64 accuracy.
 
+    Example: for ``f(w, b) = mean((X w + b)^2)`` with rows of ``X`` all ones, ``f`` is
+    ``(w_1 + w_2 + b)^2`` and the Hessian is 2 everywhere.
+
+    >>> import torch
+    >>> model = torch.nn.Linear(2, 1).double()
+    >>> X, Y = torch.ones(4, 2, dtype=torch.float64), torch.zeros(4, 1, dtype=torch.float64)
+    >>> obj = TorchObjective(model, lambda m, X, Y: ((m(X) - Y) ** 2).mean(), X, Y)
+    >>> obj.hvp(obj.point(), np.array([1.0, 0.0, 0.0])).tolist()
+    [2.0, 2.0, 2.0]
+
     Raises:
         TypeError: ``model`` is not a ``torch.nn.Module``.
         ValueError: the model has no trainable parameters, mixes dtypes or devices; a batch
