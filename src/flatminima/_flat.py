@@ -11,9 +11,11 @@ the shapes and dtypes of the constants). So
 * nothing cached by JAX owns the user's data: the code keeps only a weak reference to
   its trace, which lives as long as the objective that made it.
 
-Code that cannot be compared by its text (custom derivative rules, callbacks, calls
-that keep constants of their own) gets a key of its own, so it is never shared, and is
-compiled once per objective.
+``custom_jvp`` rules (``jax.nn.relu``, ...) are traced and compared by their text too.
+Code that cannot be compared by its text (derivative rules that close over arrays,
+``custom_vjp``, callbacks, control flow whose branches keep constants of their own) gets
+a key of its own: it is never shared, so it is compiled once per objective, and data
+such code keeps inside itself stays in the compiled code until JAX evicts it.
 
 Objects with a NumPy ``value_and_grad(x)`` are bridged through ``jax.pure_callback``
 (:func:`bridge`); the compiled code refers to them by a number that is looked up at
@@ -217,11 +219,14 @@ def _source(token: Any) -> _Source:
 def _host_value_and_grad(token, y):
     source = _source(token)
     value, grad = source.obj.value_and_grad(np.asarray(y, dtype=float).reshape(source.shape))
-    grad = np.asarray(grad, dtype=np.float64).reshape(-1)
+    grad, value = np.asarray(grad, dtype=np.float64).reshape(-1), np.asarray(value)
+    if value.size != 1:
+        raise ValueError(f"value_and_grad returned a value of shape {value.shape}; return a "
+                         f"scalar (e.g. reduce with .sum() or .mean()).")
     if grad.size != y.size:
         raise ValueError(f"value_and_grad returned a gradient of {grad.size} entries for a "
                          f"point of {y.size}; return one entry per coordinate.")
-    return np.asarray(value, dtype=np.float64), grad
+    return value.astype(np.float64).reshape(()), grad
 
 
 def _host_hvp(token, y, v):
