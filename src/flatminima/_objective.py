@@ -61,6 +61,12 @@ class Quadratic:
         return f"Quadratic(n={self.A.shape[0]})"
 
 
+def _is_number(v: Any) -> bool:
+    """A Python or NumPy number, or a 0-d array (a list of arrays of other shapes, such as
+    ``[(W, b), ...]``, is a pytree, not a vector)."""
+    return np.isscalar(v) or (hasattr(v, "shape") and tuple(v.shape) == ())
+
+
 def _is_numpy_objective(f: Any) -> bool:
     return hasattr(f, "value_and_grad") and callable(f.value_and_grad)
 
@@ -101,7 +107,7 @@ def as_objective(f: Any, x: Any, *, name: str = "f") -> tuple[Objective, Array]:
 
     Raises ``TypeError``/``ValueError`` naming the argument and the fix.
     """
-    if isinstance(x, (list, tuple)) and all(np.ndim(v) == 0 for v in x):
+    if isinstance(x, (list, tuple)) and x and all(_is_number(v) for v in x):
         x = np.asarray(x, dtype=float)  # a list of numbers is a vector; else a pytree
     try:
         leaves = jax.tree_util.tree_leaves(x)
