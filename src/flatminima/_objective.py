@@ -17,7 +17,7 @@ closes over), so compiled solvers are keyed on code and shapes and never own the
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import jax
@@ -86,6 +86,9 @@ class Objective:
     quadratic: Quadratic | None = None
     eps: float = float(np.finfo(np.float64).eps)
     precision: str = "float64"
+    #: the user's f as passed, for solvers that read its form (the certified solver reads a
+    #: sympy SymbolicFunction); the Objective lives only as long as the call that made it
+    source: Any = field(default=None, repr=False, compare=False)
 
     def value_and_grad(self, y: Array) -> tuple[Array, Array]:
         return jax.value_and_grad(self.fun)(y)
@@ -140,7 +143,8 @@ def as_objective(f: Any, x: Any, *, name: str = "f") -> tuple[Objective, Array]:
             fun = f  # already an objective's flat function (callers pass obj.fun on)
         else:
             fun = convert(f, unravel, flat, name)
-        obj = Objective(fun=fun, n=n, unravel=unravel, is_jax=True, quadratic=quadratic)
+        obj = Objective(fun=fun, n=n, unravel=unravel, is_jax=True, quadratic=quadratic,
+                        source=f)
     else:
         raise TypeError(
             f"{name} must be a callable returning a scalar, or an object with a "

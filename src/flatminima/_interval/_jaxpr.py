@@ -26,7 +26,7 @@ _LOGIC = {"and": lambda p, q: False if p is False or q is False else (
               None if p is None or q is None else False),
           "not": lambda p: None if p is None else not p}
 _SHAPE = ("broadcast_in_dim", "reshape", "squeeze", "expand_dims", "transpose", "slice",
-          "concatenate", "convert_element_type", "copy", "copy_p", "select_n")
+          "concatenate", "convert_element_type", "copy", "copy_p", "select_n", "split")
 _REDUCE = {"reduce_sum": A.add, "reduce_max": A.maximum, "reduce_min": A.minimum,
            "reduce_prod": A.mul}
 _CALLS = ("pjit", "jit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call",
@@ -161,6 +161,9 @@ class JaxprEvaluator:
         if name == "dot_general":
             spec = _einsum_spec(ins[0].ndim, ins[1].ndim, params["dimension_numbers"])
             return [_dot(ins[0], ins[1], spec)]
+        if name == "split":  # several outputs: consecutive pieces along one axis
+            cuts = np.cumsum(params["sizes"])[:-1]
+            return list(np.split(ins[0], cuts, axis=params["axis"]))
         return [self._shape(name, ins, params)]
 
     def _select(self, pred, *cases):

@@ -162,7 +162,7 @@ class Certified:
         if not obj.is_jax:
             raise TypeError("the certified solver reads f's operations: pass a JAX function "
                             "or a SymbolicFunction, not an object with value_and_grad.")
-        user_f = getattr(obj.fun, "f", None)
+        user_f = obj.source
         source = user_f if isinstance(user_f, SymbolicFunction) else obj.fun
         fn = interval_function(source, obj.n)
         start, n_start = np.asarray(x, dtype=float), 0
