@@ -40,7 +40,7 @@ _square_sum.defvjp(lambda y: (_square_sum(y), y), lambda y, c: (2 * c * y,))
         (lambda y: y[0] * y[1] * y[2] - 4.0, 3),
         (jax.jit(lambda y: 0.5 * y @ A3 @ y), 2),
         (jax.checkpoint(lambda y: jnp.dot(y, y) / 3.0), 2),
-        (_square_sum, 2),
+        (_square_sum, None),  # a custom rule is not read as the function's derivative
         (fm.Quadratic(A3, B3, 2.0), 2),
         (lambda y: jnp.mean(y) + jnp.exp(2.0) * y[0] + jnp.sin(A3).sum(), 1),
         (lambda y: jnp.sum(jnp.square(y)) + jnp.sum(y**2.0), 2),
@@ -57,6 +57,23 @@ _square_sum.defvjp(lambda y: (_square_sum(y), y), lambda y, c: (2 * c * y,))
 )
 def test_polynomial_degree_read_from_the_jaxpr(f, degree):
     assert polynomial_degree(f, jnp.ones(3)) == degree
+
+
+@jax.custom_jvp
+def _identity_with_wrong_derivative(t):
+    return t
+
+
+_identity_with_wrong_derivative.defjvp(lambda p, t: (p[0], 0.1 * t[0]))
+
+
+def test_custom_derivative_rule_that_disagrees_gives_no_false_upper_bound():
+    """f = y0^2 + 2 y1^2 computed through an identity whose custom rule scales the
+    derivative by 0.1: V(0, 1) = 2 at (0, 1); the autodiff Hessian says 1."""
+    f = lambda y: y[0] ** 2 + 2 * _identity_with_wrong_derivative(y[1]) ** 2
+    res = fm.max_variation(f, np.zeros(2), 1.0)
+    assert res.upper is None or res.upper >= 2.0
+    assert res.value == pytest.approx(2.0, rel=1e-9)
 
 
 def test_polynomial_degree_of_a_function_of_a_pytree():

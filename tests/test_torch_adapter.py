@@ -175,3 +175,19 @@ def test_bad_input_errors_name_the_fix():
         obj.value_and_grad(np.zeros(5))
     with pytest.raises(TypeError, match="torch.nn.Module"):
         TorchObjective(lambda x: x, mse, X, Y)
+
+
+def test_randomness_in_the_model_is_refused_before_any_computation():
+    """A noise layer (any randomness, not only nn.Dropout) makes f not a function: the
+    two evaluations at x differ and the error names the fix."""
+
+    class Noise(torch.nn.Module):
+        def forward(self, x):
+            return x + 0.1 * torch.randn_like(x)
+
+    torch.manual_seed(0)
+    X, Y = torch.randn(16, 3, dtype=torch.float64), torch.randn(16, 1, dtype=torch.float64)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), Noise(), torch.nn.Linear(4, 1)).double()
+    obj = TorchObjective(model, lambda m, X, Y: ((m(X) - Y) ** 2).mean(), X, Y)
+    with pytest.raises(ValueError, match="not deterministic.*eval"):
+        fm.max_variation(obj, obj.point(), 0.01)

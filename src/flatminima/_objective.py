@@ -67,6 +67,18 @@ def _is_number(v: Any) -> bool:
     return np.isscalar(v) or (hasattr(v, "shape") and tuple(v.shape) == ())
 
 
+def _check_deterministic(f: Any, x: np.ndarray, name: str) -> None:
+    """Two evaluations of an object's ``value_and_grad`` at x must agree exactly: every
+    measure assumes f is a function. Randomness in a model (dropout, noise layers, a
+    sampled batch) fails here, before any computation."""
+    v1, v2 = (float(np.asarray(f.value_and_grad(x.copy())[0]).reshape(())) for _ in range(2))
+    if v1 != v2 and not (np.isnan(v1) and np.isnan(v2)):
+        raise ValueError(
+            f"{name} is not deterministic: two evaluations at x gave {v1!r} and {v2!r}. "
+            "Remove the randomness (evaluate the model in eval mode: model.eval() or "
+            "TorchObjective(..., train=False); fix the batch and any noise layer).")
+
+
 def _is_numpy_objective(f: Any) -> bool:
     return hasattr(f, "value_and_grad") and callable(f.value_and_grad)
 
@@ -132,6 +144,7 @@ def as_objective(f: Any, x: Any, *, name: str = "f") -> tuple[Objective, Array]:
     if _is_numpy_objective(f):
         if not isinstance(x, jax.Array):
             raise TypeError("objects with value_and_grad take a single array point x.")
+        _check_deterministic(f, np.asarray(x), name)
         obj = Objective(fun=bridge(f, tuple(x.shape)), n=n, unravel=unravel, is_jax=False)
     elif callable(f):
         quadratic = f if isinstance(f, Quadratic) else None

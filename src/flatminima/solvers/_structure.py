@@ -20,9 +20,10 @@ a polynomial). The rules, with why each holds in exact arithmetic:
   ``dynamic_update_slice`` and ``gather`` with degree-0 indices, and
   ``convert_element_type`` to float64 (to an integer or a narrower float it rounds);
 * ``select_n`` with a degree-0 predicate: max over the cases (the branch is fixed);
-* calls (``jit``/``pjit``, ``closed_call``, ``remat``, ``custom_jvp_call``,
-  ``custom_vjp_call``): the degree of the called jaxpr (for the custom-derivative
-  calls, the primal function, which is what ``f`` evaluates).
+* calls (``jit``/``pjit``, ``closed_call``, ``remat``): the degree of the called jaxpr.
+  Custom-derivative calls (``custom_jvp_call``, ``custom_vjp_call``) are not proven:
+  the exact solver builds its bound from the Hessian autodiff gives, which follows the
+  user's rule, and a rule may disagree with the function it belongs to.
 
 Everything else with a non-constant input (``max``, ``abs``, ``exp``, ``sqrt``,
 comparisons, loops, callbacks, ...) makes the result "not a polynomial". The test
@@ -92,8 +93,7 @@ def _eqn_degree(eqn: Any, degs: list) -> int | None:
     if name in _INDEXED:
         k = _INDEXED[name]
         return max(degs[:k] + degs[k + 1 :]) if degs[k] == 0 else None
-    if name in ("jit", "pjit", "closed_call", "core_call", "remat2", "checkpoint",
-                "custom_jvp_call", "custom_vjp_call"):
+    if name in ("jit", "pjit", "closed_call", "core_call", "remat2", "checkpoint"):
         sub = _sub_jaxpr(eqn)
         if sub is None or len(_open(sub).invars) != len(degs):
             return None
