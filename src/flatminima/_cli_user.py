@@ -47,6 +47,8 @@ def load_callable(spec: str):
             if not path.is_file():
                 raise UsageError(f"--loss: no such file {module!r}")
             mod_spec = importlib.util.spec_from_file_location(path.stem, path)
+            if mod_spec is None or mod_spec.loader is None:
+                raise UsageError(f"--loss: cannot load {module!r} as a Python file")
             mod = importlib.util.module_from_spec(mod_spec)
             mod_spec.loader.exec_module(mod)
         else:

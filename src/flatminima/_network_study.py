@@ -46,7 +46,7 @@ class StudyConfig:
     trace_samples: int = 50
 
     def n_networks(self) -> int:
-        return sum(len(self.seeds[a]) for a in self.archs) * len(self.configs)
+        return sum(len(self.seeds[a]) for a in self.archs) * len(self.configs)  # type: ignore[misc, index]
 
 
 QUICK = StudyConfig(seeds={"mlp": (0,)})
@@ -181,7 +181,7 @@ def _orbit(cfg, net, arch, data, loss, tick) -> dict:
 def _correlations(nets) -> dict:
     """Kendall's tau between each measure and test accuracy, per architecture (a measure
     that predicts accuracy, sharper = worse, has tau < 0)."""
-    out = {}
+    out: dict = {}
     for arch in sorted({n["arch"] for n in nets}):
         group = [n for n in nets if n["arch"] == arch]
         acc = [n["test_acc"] for n in group]

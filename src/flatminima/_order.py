@@ -313,7 +313,7 @@ class FlatMinimumResult:
     neighbours: list
     verdicts: list
     reason: str
-    neighbours_flat: np.ndarray = field(default=None, repr=False)
+    neighbours_flat: np.ndarray | None = field(default=None, repr=False)
 
     def __bool__(self) -> bool:
         return self.is_flat

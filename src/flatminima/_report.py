@@ -75,7 +75,7 @@ def result_type(number: str | None = None):
     by shape), ``to_dict()``; with ``number="value"``, ``float(result)`` is that field."""
 
     def decorate(cls: type) -> type:
-        cls.__repr__ = _repr  # type: ignore[method-assign]
+        cls.__repr__ = _repr  # type: ignore[method-assign, assignment]
         cls.to_dict = _to_dict  # type: ignore[attr-defined]
         if number is not None:
             cls.__float__ = lambda self: float(getattr(self, number))  # type: ignore[attr-defined]

@@ -123,8 +123,8 @@ class Comparison:
     first_order_share: tuple = (0.0, 0.0)
     first_order_dominates: bool = False
     curvature_verdict: str = "undetermined"
-    curvature_difference: np.ndarray = field(default=None, repr=False)
-    curvature_tolerance: np.ndarray = field(default=None, repr=False)
+    curvature_difference: np.ndarray | None = field(default=None, repr=False)
+    curvature_tolerance: np.ndarray | None = field(default=None, repr=False)
     critical: CriticalComparison | None = None
 
     def __bool__(self) -> bool:  # pragma: no cover - guard against misuse

@@ -73,7 +73,7 @@ def _factor_imbalance(p: dict) -> jax.Array:
     return 0.25 * jnp.sum(Q**2)
 
 
-def _layer_imbalance(Ws: list) -> jax.Array:
+def _layer_imbalance(Ws: list) -> Any:
     """``1/2 sum_j ||W_{j+1}'W_{j+1} - W_j W_j'||_F^2``, a function of the conserved
     quantities of a deep linear network."""
     return 0.5 * sum(jnp.sum((Ws[j + 1].T @ Ws[j + 1] - Ws[j] @ Ws[j].T) ** 2)

@@ -398,7 +398,7 @@ def _flatness_pair(loss, before, after, radius, seed) -> dict:
     if hasattr(before, "parameters"):  # copies: TorchObjective writes into its model
         from .torch_adapter import TorchObjective
 
-        points = {}
+        points: dict = {}
         for tag, p in (("before", before), ("after", after)):
             f = TorchObjective(copy.deepcopy(p), loss)
             points[tag] = (f, f.point())

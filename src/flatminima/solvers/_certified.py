@@ -269,7 +269,8 @@ class _BranchAndBound:
             self.offer(y_start, self.fn.point([arb(v) for v in y_start]))
             self.n_evals += 1
         show, stop = _reporter(opt.progress)
-        heap, count, frozen, boxes, last_shown = [], 0, -math.inf, 0, t0
+        heap: list = []
+        count, frozen, boxes, last_shown = 0, -math.inf, 0, t0
         reason = "every box was discarded"
 
         def push(lo, hi):
