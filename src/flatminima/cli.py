@@ -22,6 +22,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from ._cli_user import register as _register_user_commands
+from ._x64 import float64
 from .plotting import format_number, format_point
 
 
@@ -30,13 +31,14 @@ def _one_line(error: BaseException) -> str:
 
 
 def _reported(callback):
-    """``callback`` with a library ValueError/TypeError turned into a usage error and an
-    OSError into a one-line error (exit status 1)."""
+    """``callback`` run with flatminima's float64 scope (a command is one library call),
+    with a library ValueError/TypeError turned into a usage error and an OSError into a
+    one-line error (exit status 1)."""
 
     @functools.wraps(callback)
     def run(*args, **kwargs):
         try:
-            return callback(*args, **kwargs)
+            return float64(callback)(*args, **kwargs)
         except (ValueError, TypeError) as error:
             raise typer.BadParameter(_one_line(error)) from None
         except OSError as error:
