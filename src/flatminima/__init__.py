@@ -16,6 +16,7 @@ from ._calculus import (  # noqa: E402
     scaled_variation,
     separable_sum_variation,
 )
+from ._dataset import DatasetLoss, StreamedDatasetLoss  # noqa: E402
 from ._objective import Quadratic  # noqa: E402
 from ._order import (  # noqa: E402
     Comparison,
@@ -49,6 +50,8 @@ from .symmetry import (  # noqa: E402
 )
 
 __all__ = [
+    "DatasetLoss",
+    "StreamedDatasetLoss",
     "DeepLinearNetwork",
     "MatrixFactorization",
     "ConservedQuantities",
