@@ -48,12 +48,16 @@ class _Spec:
 
 
 def _scan_sum(fn: Callable, params: Any, data: Any, weights: Array, varying: bool) -> Any:
-    """``sum_k weights[k] fn(params, data[k])`` over the leading axis of ``data``, one
+    """``sum_k weights[k] fn(params, data[k])`` (``params``: any pytree of arrays) over the leading axis of ``data``, one
     ``fn`` call per step; terms of zero weight (padding) are skipped, even when infinite."""
     out = jax.eval_shape(fn, params, jax.tree_util.tree_map(lambda a: a[0], data))
     zero = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), out)
-    if varying:
-        zero = jax.tree_util.tree_map(lambda z: jax.lax.pcast(z, (_AXIS,), to="varying"), zero)
+    if varying:  # inside shard_map: make the arguments per-device, so that derivatives
+        # taken inside a step stay local (of a replicated input they would be summed over
+        # devices), and the accumulator per-device like the terms added to it
+        vary = lambda tree: jax.tree_util.tree_map(
+            lambda a: jax.lax.pcast(a, (_AXIS,), to="varying"), tree)
+        params, zero = vary(params), vary(zero)
 
     def step(acc, item):
         batch, w = item
@@ -99,9 +103,11 @@ _jit_mean_loss = jax.jit(_mean_loss, static_argnums=0)
 
 
 def _hvp(spec: _Spec, groups: tuple, params: Any, v: Any) -> Any:
-    grad = lambda p, batch: jax.grad(spec.loss)(p, batch)
-    hv = lambda p, batch: jax.jvp(lambda q: grad(q, batch), (p,), (v,))[1]
-    return _weighted_sum(spec, hv, groups, params)
+    def hv(args, batch):  # forward over reverse on one batch
+        p, u = args
+        return jax.jvp(lambda q: jax.grad(spec.loss)(q, batch), (p,), (u,))[1]
+
+    return _weighted_sum(spec, hv, groups, (params, v))
 
 
 @partial(jax.jit, static_argnums=0)
