@@ -48,8 +48,9 @@ class _Spec:
 
 
 def _scan_sum(fn: Callable, params: Any, data: Any, weights: Array, varying: bool) -> Any:
-    """``sum_k weights[k] fn(params, data[k])`` (``params``: any pytree of arrays) over the leading axis of ``data``, one
-    ``fn`` call per step; terms of zero weight (padding) are skipped, even when infinite."""
+    """``sum_k weights[k] fn(params, data[k])`` over the leading axis of ``data``, one ``fn``
+    call per step (``params``: any pytree of arrays); terms of zero weight (padding) are
+    skipped, even when infinite."""
     out = jax.eval_shape(fn, params, jax.tree_util.tree_map(lambda a: a[0], data))
     zero = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), out)
     if varying:  # inside shard_map: make the arguments per-device, so that derivatives
