@@ -85,3 +85,93 @@ def test_preorder_is_reflexive_and_transitive(a_values):
 def test_rank_minima_groups_ties():
     ranking = fm.rank_minima(figure1, [[2.0, 0.0], [0.0, 0.0], [-2.0, 0.0], [1.0, 0.0]])
     assert ranking.groups == [[1], [3], [0, 2]]
+
+
+def two_bowls(y):
+    """a(y1) + y2^2 with a(t) = (t^2 - 1)^2 (2 + t): minima (1, 0) with a'' = 24 and
+    (-1, 0) with a'' = 8, both at f = 0."""
+    t = y[0]
+    return (t**2 - 1.0) ** 2 * (2.0 + t) + y[1] ** 2
+
+
+def a(t):
+    return (t**2 - 1.0) ** 2 * (2.0 + t)
+
+
+def a_prime(t):
+    return 4.0 * t * (t**2 - 1.0) * (2.0 + t) + (t**2 - 1.0) ** 2
+
+
+def variation_on_circle(x1, r):
+    """V(x, r) for two_bowls at (x1, 0), independently: the maximum lies on the circle
+    (no local maximum of f within these balls); a dense angle grid, then a bounded
+    scalar refinement."""
+    from scipy.optimize import minimize_scalar
+
+    g = lambda th: -(a(x1 + r * np.cos(th)) + (r * np.sin(th)) ** 2 - a(x1))
+    grid = np.linspace(0.0, 2 * np.pi, 4001)
+    k = int(np.argmin(g(grid)))
+    res = minimize_scalar(g, bounds=(grid[max(k - 1, 0)], grid[min(k + 1, 4000)]),
+                          method="bounded", options={"xatol": 1e-14})
+    return -res.fun
+
+
+def test_non_critical_points_plain_curvature_and_critical_verdicts():
+    """x near the sharp minimum with a small gradient, y near the flat one with a larger
+    gradient. The plain germ verdict follows the gradient norms (x flatter) and says so;
+    the curvature verdict (V - ||grad f|| r) and the comparison of the critical points
+    reached by BFGS follow the curvatures (x sharper)."""
+    x, y = [1.0 + 1e-3, 0.0], [-1.0 + 1e-2, 0.0]
+    radii = np.geomspace(2e-3, 5e-4, 4)
+    with pytest.warns(RuntimeWarning, match="not a critical point"):
+        c = fm.compare(two_bowls, x, y, radii, critical=True)
+    assert c.verdict == "flatter" and "gradient norms" in c.reason
+    assert c.first_order_dominates
+    np.testing.assert_allclose(c.gradient_norms, [abs(a_prime(x[0])), abs(a_prime(y[0]))],
+                               rtol=1e-12)
+    # the curvature parts against V computed independently on the circle
+    exact = np.array([(variation_on_circle(x[0], r) - abs(a_prime(x[0])) * r)
+                      - (variation_on_circle(y[0], r) - abs(a_prime(y[0])) * r) for r in radii])
+    np.testing.assert_allclose(c.curvature_difference, exact, rtol=1e-6, atol=1e-15)
+    assert c.curvature_verdict == "sharper"
+    crit = c.critical
+    assert crit.verdict == "sharper" and crit.converged
+    assert crit.moved_x == pytest.approx(1e-3, rel=1e-6)
+    assert crit.moved_y == pytest.approx(1e-2, rel=1e-6)
+    assert crit.decrease_x == pytest.approx(a(x[0]), rel=1e-6)
+    assert crit.decrease_y == pytest.approx(a(y[0]), rel=1e-6)
+    np.testing.assert_allclose(crit.point_x, [1.0, 0.0], atol=1e-8)
+    # at the minima V = a''(t) r^2 / 2 + a'''(t) r^3 / 6 + O(r^4) (the ascent follows the
+    # y1 axis, where a'' is largest): 12 r^2 + 16 r^3 at t = 1, 4 r^2 + 0 r^3 at t = -1
+    r = radii[-1]
+    assert crit.comparison.profile_x.values[-1] == pytest.approx(12 * r**2 + 16 * r**3, rel=1e-3)
+    assert crit.comparison.profile_y.values[-1] == pytest.approx(4 * r**2, rel=1e-3)
+    assert not crit.comparison.first_order_dominates
+
+
+def test_curvature_part_of_a_quadratic_is_the_curvature_along_the_gradient():
+    """f(y) = g'y + 1/2 y'Ay (exact trust-region solver): V(0, r) - ||g|| r =
+    (1/2) u'Au r^2 + O(r^3), u = g / ||g||. With A = diag(1, 10): the gradient e1 sees
+    curvature 1, the gradient e2 curvature 10, whatever the gradient norms."""
+    A = np.diag([1.0, 10.0])
+    fx = fm.Quadratic(A, b=[0.5, 0.0])   # at 0: gradient (0.5, 0), curvature along it 1
+    # the same f seen from a point where the gradient is (0, 0.05): y = (-0.5, 0.005)
+    y = [-0.5, 0.005]
+    radii = np.geomspace(1e-4, 1e-5, 3)
+    with pytest.warns(RuntimeWarning):
+        c = fm.compare(fx, [0.0, 0.0], y, radii)
+    assert c.verdict == "sharper"  # ||g(x)|| = 0.5 > ||g(y)|| = 0.05
+    assert c.curvature_verdict == "flatter"
+    # both gradients are eigenvectors of A, so V = ||g|| r + (1/2) u'Au r^2 exactly (for
+    # r < ||g|| / 9): the curvature parts differ by (1/2)(1 - 10) r^2
+    np.testing.assert_allclose(c.curvature_difference / radii**2, -4.5, rtol=1e-6)
+
+
+def test_critical_points_compare_like_the_plain_verdict():
+    """At critical points the curvature part is V itself and no warning is raised."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        c = fm.compare(figure1, [0.0, 0.0], [1.0, 0.0])
+    assert not c.first_order_dominates and c.curvature_verdict == c.verdict == "flatter"

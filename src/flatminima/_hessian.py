@@ -1,14 +1,31 @@
-"""Hessian access for the solvers and the sharpness measures: dense for small n,
-matrix-free (Hessian-vector products, Lanczos from matfree) otherwise."""
+"""Hessian access for the solvers and the sharpness measures: dense for small n, Lanczos
+on Hessian-vector products otherwise.
+
+Lanczos is our own (``lanczos``) rather than matfree's ``tridiag_sym``: on a Hessian with
+few distinct eigenvalues (fewer samples than parameters, zero layers, a factorization at
+the origin) the Krylov space becomes invariant after a few steps, the off-diagonal
+``beta_k`` vanishes, and matfree 0.6 goes on normalising rounding noise, so the Ritz
+values that follow are garbage (2e7 for a top eigenvalue of 90). Here a vanishing
+``beta_k`` is detected; the run then stops (quadrature, which is exact on the invariant
+subspace) or goes on from a fresh random vector orthogonal to the basis (to find the rest
+of the spectrum), and every top eigenvalue returned is checked by its residual
+``||H v - theta v||`` with a fresh product. matfree still computes Hutchinson traces.
+
+Reference: B. N. Parlett, *The Symmetric Eigenvalue Problem*, SIAM 1998, ch. 13
+(Lanczos with full reorthogonalisation, "twice is enough", restarts).
+"""
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from matfree import decomp, eig
+from scipy.linalg import eigh_tridiagonal
 
 from ._objective import Array, Objective
 
@@ -16,10 +33,62 @@ from ._objective import Array, Objective
 DENSE_HESSIAN_MAX_N = 400
 #: Lanczos steps used by :func:`top_eigenpairs` above that dimension.
 TOP_EIGENPAIRS_LANCZOS_STEPS = 200
+#: Relative accuracy of one Hessian-vector product: automatic differentiation is exact up
+#: to rounding, ``NOISE_EPS_FACTOR`` units of f's precision times the matrix scale ...
+NOISE_EPS_FACTOR = 100.0
+#: ... and central differences of the gradient (step 1e-5, objectives bridged from NumPy)
+#: are accurate to about this, relative to the matrix scale.
+FINITE_DIFFERENCE_RTOL = 1e-6
+
+NAN_ADVICE = (
+    "automatic differentiation gives NaN where f is written with a function that is not "
+    "differentiable there even if f is smooth: jnp.linalg.norm(w) ** 2 and jnp.sqrt(w @ w) "
+    "have NaN derivatives at w = 0. Write the squared norm as a sum of squares "
+    "(jnp.sum(w ** 2)), or evaluate at a point where f is twice differentiable.")
+
+
+class NonFiniteDerivative(ValueError):
+    """A derivative of f (gradient, Hessian-vector product) is NaN or infinite."""
+
+
+def check_finite(values: Array | np.ndarray, what: str) -> np.ndarray:
+    """``values`` as a NumPy array; a :class:`NonFiniteDerivative` naming the NaN and its
+    fix if any entry is NaN or infinite."""
+    arr = np.asarray(values)
+    if not np.all(np.isfinite(arr)):
+        raise NonFiniteDerivative(f"{what} is NaN or infinite: {NAN_ADVICE}")
+    return arr
+
+
+@dataclass(frozen=True)
+class HessianOperator:
+    """``v -> H v``: ``matvec`` is the compiled product (JAX-traceable), a call checks
+    its output finite and returns NumPy; ``noise_rtol`` is the relative accuracy of one
+    product, below which no Lanczos tolerance is set."""
+
+    matvec: Callable[[np.ndarray], np.ndarray]
+    n: int
+    noise_rtol: float
+
+    def __call__(self, v: np.ndarray) -> np.ndarray:
+        return check_finite(self.matvec(v), "the Hessian-vector product at x")
+
+
+def hessian_operator(obj: Objective, y: Array) -> HessianOperator:
+    """The Hessian of ``obj`` at ``y`` as an operator; its product is compiled once
+    (``jax.jit``) and reused by every Lanczos step and restart of the caller."""
+    hvp = jax.jit(obj.hvp)
+    if obj.is_jax:
+        eps = float(jnp.finfo(jax.eval_shape(obj.fun, y).dtype).eps)
+        noise = NOISE_EPS_FACTOR * eps
+    else:
+        noise = FINITE_DIFFERENCE_RTOL
+    return HessianOperator(lambda v: hvp(y, v), obj.n, noise)
 
 
 def top_eigenpairs_cost(n: int) -> int:
-    """Hessian-vector products spent by :func:`top_eigenpairs` in dimension ``n``."""
+    """Lanczos steps spent by :func:`top_eigenpairs` in dimension ``n`` (the dense path
+    takes ``n`` products; the Lanczos path adds one product per returned pair to check it)."""
     return n if n <= DENSE_HESSIAN_MAX_N else min(n, TOP_EIGENPAIRS_LANCZOS_STEPS)
 
 
@@ -31,49 +100,178 @@ def _dense_hessian_jax(fun, y):
 
 
 def dense_hessian(obj: Objective, y: Array) -> Array:
-    """The Hessian at ``y`` as a dense symmetric matrix (exact for JAX objectives)."""
+    """The Hessian at ``y`` as a dense symmetric matrix (exact for JAX objectives);
+    ``ValueError`` if it has a NaN (see :data:`NAN_ADVICE`)."""
     if obj.is_jax:
-        return _dense_hessian_jax(obj.fun, y)
-    H = jnp.stack([obj.hvp(y, e) for e in jnp.eye(obj.n)])
-    return 0.5 * (H + H.T)
+        H = _dense_hessian_jax(obj.fun, y)
+    else:
+        H = jnp.stack([obj.hvp(y, e) for e in jnp.eye(obj.n)])
+        H = 0.5 * (H + H.T)
+    check_finite(H, "the Hessian at x")
+    return H
 
 
-def lanczos_eigh(matvec, n: int, num_matvecs: int, key: Array) -> tuple[Array, Array]:
-    """Ritz values (ascending) and Ritz vectors (rows) after ``num_matvecs`` Lanczos steps
-    with full reorthogonalisation (matfree)."""
-    num = int(min(num_matvecs, n))
-    v0 = jax.random.normal(key, (n,))
-    eigh = eig.eigh_partial(decomp.tridiag_sym(num, reortho="full"))
-    vals, vecs = eigh(matvec, v0)
-    return vals, vecs
+@dataclass(frozen=True)
+class Krylov:
+    """A Lanczos run: orthonormal basis ``Q`` (rows), the tridiagonal ``T = Q H Q'``
+    (diagonal ``alpha``, off-diagonal ``beta``, zero where the run restarted after a
+    breakdown), ``beta_next`` (``H Q' = Q' T + beta_next q_next e_last'``), the matrix
+    scale seen (``max |T_ij|``, a lower bound on ``||H||``) and the breakdown count."""
+
+    Q: np.ndarray
+    alpha: np.ndarray
+    beta: np.ndarray
+    beta_next: float
+    scale: float
+    breakdowns: int
+
+    def ritz(self, count: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The top ``count`` (default all) Ritz values (ascending), their Ritz vectors
+        (rows, unit) and residual estimates ``|beta_next u_last|``."""
+        m = len(self.alpha)
+        if count is None or count >= m:
+            lam, U = eigh_tridiagonal(self.alpha, self.beta)
+        else:
+            lam, U = eigh_tridiagonal(self.alpha, self.beta, select="i",
+                                      select_range=(m - count, m - 1))
+        vecs = U.T @ self.Q
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        return lam, vecs, np.abs(self.beta_next * U[-1])
 
 
-def top_eigenpairs(obj: Objective, y: Array, k: int, *, seed: int = 0) -> tuple[Array, Array]:
+def _orthogonalise(w: np.ndarray, Q: np.ndarray) -> np.ndarray:
+    for _ in range(2):  # classical Gram-Schmidt twice: orthogonal to working precision
+        w = w - Q.T @ (Q @ w)
+    return w
+
+
+def lanczos(op: HessianOperator, v0: np.ndarray, num_steps: int, rng: np.random.Generator, *,
+            stop_at_breakdown: bool = False,
+            converged: Callable[[Krylov], bool] | None = None, check_every: int = 10) -> Krylov:
+    """Lanczos with full reorthogonalisation from ``v0``, at most ``num_steps`` products.
+
+    A breakdown is ``beta_k <= noise_rtol * scale``: the basis then spans an invariant
+    subspace. With ``stop_at_breakdown`` the run ends there; else it goes on from a fresh
+    random vector (drawn from ``rng``) orthogonal to the basis, with ``beta_k = 0`` in T.
+    It also ends when the basis spans ``R^n`` or ``converged(krylov)`` holds (tested
+    every ``check_every`` steps and at each breakdown).
+    """
+    n = op.n
+    m = int(min(num_steps, n))
+    Q, alpha, beta = np.zeros((m, n)), np.zeros(m), np.zeros(m)
+    q = np.asarray(v0, dtype=float)
+    q = q / np.linalg.norm(q)
+    scale, breakdowns = 0.0, 0
+
+    def snapshot(j: int) -> Krylov:
+        return Krylov(Q[: j + 1], alpha[: j + 1], beta[:j], beta[j], scale, breakdowns)
+
+    for k in range(m):
+        Q[k] = q
+        w = op(q)
+        alpha[k] = q @ w
+        w = _orthogonalise(w - alpha[k] * q - (beta[k - 1] * Q[k - 1] if k else 0.0), Q[: k + 1])
+        b = float(np.linalg.norm(w))
+        scale = max(scale, abs(alpha[k]), b)
+        broke = b <= op.noise_rtol * scale
+        beta[k] = 0.0 if broke else b
+        breakdowns += broke
+        if k + 1 == m or (broke and stop_at_breakdown):
+            break
+        if converged is not None and (broke or (k + 1) % check_every == 0) and converged(snapshot(k)):
+            break
+        if broke:
+            w = _orthogonalise(rng.standard_normal(n), Q[: k + 1])
+            if np.linalg.norm(w) <= 1e-8 * np.sqrt(n):  # the basis spans R^n numerically
+                break
+        q = w / np.linalg.norm(w)
+    return snapshot(k)
+
+
+def _tolerance(theta: float, scale: float, rtol: float, noise_rtol: float) -> float:
+    return max(rtol * abs(theta), noise_rtol * scale)
+
+
+@dataclass(frozen=True)
+class TopEigenvalue:
+    """The top Hessian eigenvalue by Lanczos: ``value`` lies within ``residual``
+    (``||H v - value v||``, from a fresh product) of an eigenvalue; ``converged`` says
+    whether ``residual <= tolerance``; ``n_matvecs`` counts every product."""
+
+    value: float
+    residual: float
+    tolerance: float
+    vector: np.ndarray
+    n_matvecs: int
+    converged: bool
+
+
+def lanczos_top(op: HessianOperator, *, num_matvecs: int = 60, rtol: float = 1e-8,
+                max_matvecs: int = 640, seed: int = 0) -> TopEigenvalue:
+    """Top eigenvalue by explicitly restarted Lanczos.
+
+    Each cycle runs at most ``num_matvecs`` steps (ending early once the estimated Ritz
+    residual is below the tolerance) and checks the top Ritz pair by a fresh product;
+    the tolerance is ``max(rtol |theta|, noise_rtol * scale)``, never below what one
+    product resolves. If the residual is above it the next cycle starts from that Ritz
+    vector (the random stream goes on; a restart never repeats the seed), until
+    ``max_matvecs`` products are spent; then a ``RuntimeWarning`` gives the residual.
+    """
+    n = op.n
+    rng = np.random.default_rng(seed)
+    v = rng.standard_normal(n)
+    used, best = 0, None
+
+    def converged(kr: Krylov) -> bool:
+        lam, _, est = kr.ritz(1)
+        return est[-1] <= _tolerance(lam[-1], max(kr.scale, abs(lam[-1])), rtol, op.noise_rtol)
+
+    while True:
+        steps = max(1, min(num_matvecs, n, max_matvecs - used - 1))
+        kr = lanczos(op, v, steps, rng, converged=converged)
+        lam, vecs, _ = kr.ritz(1)
+        theta, v = float(lam[-1]), vecs[-1]
+        residual = float(np.linalg.norm(op(v) - theta * v))
+        used += len(kr.alpha) + 1
+        tol = _tolerance(theta, max(kr.scale, abs(theta)), rtol, op.noise_rtol)
+        if best is None or residual < best.residual:
+            best = TopEigenvalue(theta, residual, tol, v, used, residual <= tol)
+        if best.converged or used + 2 > max_matvecs:
+            break
+    result = TopEigenvalue(best.value, best.residual, best.tolerance, best.vector, used,
+                           best.converged)
+    if not result.converged:
+        warnings.warn(
+            f"Lanczos did not reach the residual {result.tolerance:.3g} within {max_matvecs} "
+            f"Hessian-vector products (reached {result.residual:.3g}; the eigenvalue lies within "
+            "it); raise max_matvecs or num_matvecs, or loosen rtol.", RuntimeWarning, stacklevel=3)
+    return result
+
+
+def top_eigenpairs(obj: Objective, y: Array, k: int, *, seed: int = 0,
+                   rtol: float = 1e-6) -> tuple[Array, Array]:
     """The ``k`` largest Hessian eigenvalues at ``y`` (descending) and their eigenvectors
-    (rows). Dense below :data:`DENSE_HESSIAN_MAX_N`, Lanczos above."""
+    (rows). Dense below :data:`DENSE_HESSIAN_MAX_N`; above, :func:`lanczos` for
+    :func:`top_eigenpairs_cost` steps (going on past breakdowns, so repeated eigenvalues
+    show up), each returned pair checked by a fresh product; a ``RuntimeWarning`` if a
+    residual is above ``max(rtol |theta|, noise)``."""
     n = obj.n
     if n <= DENSE_HESSIAN_MAX_N:
         vals, vecs = np.linalg.eigh(np.asarray(dense_hessian(obj, y)))
         order = np.argsort(vals)[::-1][:k]
         return jnp.asarray(vals[order]), jnp.asarray(vecs[:, order].T)
-    matvec = lambda v: obj.hvp(y, v)
-    vals, vecs = lanczos_eigh(matvec, n, top_eigenpairs_cost(n), jax.random.PRNGKey(seed))
-    order = jnp.argsort(vals)[::-1][:k]
-    return vals[order], vecs[order]
-
-
-def lanczos_top(matvec, n: int, *, num_matvecs: int = 60, rtol: float = 1e-10,
-                max_matvecs: int = 640, seed: int = 0) -> tuple[float, float, int]:
-    """Top eigenvalue by Lanczos, restarted with twice the Krylov dimension until the Ritz
-    residual ``||H v - theta v||`` is below ``rtol |theta|`` (for a symmetric matrix an
-    eigenvalue lies within the residual of theta). Returns ``(theta, residual, steps)``."""
-    key = jax.random.PRNGKey(seed)
-    k = int(min(num_matvecs, n))
-    while True:
-        vals, vecs = lanczos_eigh(matvec, n, k, key)
-        i = int(jnp.argmax(vals))
-        theta, v = float(vals[i]), vecs[i] / jnp.linalg.norm(vecs[i])
-        residual = float(jnp.linalg.norm(matvec(v) - theta * v))
-        if residual <= rtol * max(abs(theta), 1e-300) or k >= min(n, max_matvecs):
-            return theta, residual, k
-        k = int(min(2 * k, n, max_matvecs))
+    op = hessian_operator(obj, y)
+    rng = np.random.default_rng(seed)
+    kr = lanczos(op, rng.standard_normal(n), top_eigenpairs_cost(n), rng)
+    lam, vecs, _ = kr.ritz(k)
+    lam, vecs = lam[::-1], vecs[::-1]
+    scale = max(kr.scale, abs(lam).max())
+    for theta, v in zip(lam, vecs, strict=True):
+        residual = float(np.linalg.norm(op(v) - theta * v))
+        tol = _tolerance(theta, scale, rtol, op.noise_rtol)
+        if residual > tol:
+            warnings.warn(
+                f"Hessian eigenpair {theta:.6g} has residual {residual:.3g} > {tol:.3g} after "
+                f"{len(kr.alpha)} Lanczos steps; the eigenvalue lies within the residual.",
+                RuntimeWarning, stacklevel=2)
+    return jnp.asarray(lam), jnp.asarray(vecs)

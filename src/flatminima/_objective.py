@@ -14,7 +14,7 @@ Everything downstream works on ``Objective.fun``: flat ``(n,)`` vector to scalar
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import jax
@@ -73,6 +73,8 @@ class Objective:
     unravel: Callable[[Array], Any]
     is_jax: bool
     quadratic: Quadratic | None = None
+    eps: float = float(np.finfo(np.float64).eps)
+    precision: str = "float64"
 
     def value_and_grad(self, y: Array) -> tuple[Array, Array]:
         return jax.value_and_grad(self.fun)(y)
@@ -170,6 +172,7 @@ def as_objective(f: Any, x: Any, *, name: str = "f") -> tuple[Objective, Array]:
             raise TypeError(f"x must hold numbers, got dtype {arr.dtype}.")
         if not np.all(np.isfinite(arr)):
             raise ValueError("x contains NaN or infinite values; pass a finite point.")
+    input_dtypes = [np.asarray(leaf).dtype for leaf in leaves]
     x = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype=jnp.float64), x)
     flat, unravel = ravel_pytree(x)
     n = flat.shape[0]
@@ -193,8 +196,35 @@ def as_objective(f: Any, x: Any, *, name: str = "f") -> tuple[Objective, Array]:
             f"{name} must be a callable returning a scalar, or an object with a "
             f"value_and_grad(x) method; got {type(f).__name__}."
         )
+    obj = replace(obj, **_precision(f, obj, flat, input_dtypes))
     check_value(obj, flat, name=name)
     return obj, flat
+
+
+def _precision(f: Any, obj: Objective, flat: Array, input_dtypes: list) -> dict:
+    """The precision f is computed in: the coarsest float type among the point's leaves
+    as passed, f's output (traced abstractly) and a ``dtype`` attribute of an object with
+    ``value_and_grad`` (a torch dtype is read by name). Integer leaves carry no precision."""
+    dtypes = list(input_dtypes)
+    if obj.is_jax:
+        try:
+            dtypes.append(jax.eval_shape(obj.fun, flat).dtype)
+        except Exception:  # f's own error is reported by check_value with its message
+            pass
+    elif getattr(f, "dtype", None) is not None:
+        dtypes.append(str(f.dtype).removeprefix("torch."))
+    floats = []
+    for dt in dtypes:
+        try:
+            dt = np.dtype(dt)
+        except TypeError:
+            continue
+        if jnp.issubdtype(dt, jnp.inexact):  # bfloat16 included (numpy does not know it)
+            floats.append(jnp.finfo(dt))
+    if not floats:
+        return {}
+    coarsest = max(floats, key=lambda fi: float(fi.eps))
+    return {"eps": float(coarsest.eps), "precision": str(coarsest.dtype)}
 
 
 def check_value(obj: Objective, flat: Array, *, name: str = "f") -> float:

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ._hessian import top_eigenpairs
 from ._norms import make_norm
 from ._objective import as_objective, check_scalar
+from ._results import in_structure
 from ._variation import _pick_solver, level_distance
-
-EPS = np.finfo(float).eps
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,13 @@ class Profile:
     ``"hessian"`` (critical point with ``lambda_max > 0``, confirmed by the profile),
     ``"gradient"`` (nonzero gradient, confirmed by the profile) or ``"fit"`` (a log-log
     fit of the smallest radii, with ``order_uncertainty``/``coefficient_uncertainty``).
+    ``precision`` is the float type f is computed in (the coarsest of f's output and the
+    point's leaves); every rounding-level threshold follows its ``eps``.
+    ``gradient_norm`` is ``||grad f(x)||_*`` (dual norm), the slope of the first-order
+    term ``||grad f(x)||_* r`` of V; ``first_order`` whether f falls along
+    ``-grad f(x)`` at the smallest radius by at least half of that term (x is not
+    critical at the scale of the radii; False at a nonsmooth minimum, where autodiff
+    returns one subgradient). ``point`` is x in the structure it was passed in.
     """
 
     radii: np.ndarray
@@ -39,6 +46,16 @@ class Profile:
     fx: float
     method: str
     n_evals: int
+    precision: str = "float64"
+    gradient_norm: float = 0.0
+    first_order: bool = False
+    point: Any = field(default=None, repr=False)
+
+    @property
+    def eps(self) -> float:
+        """Machine epsilon of ``precision`` (``finfo.eps``: 2.2e-16 in float64, 1.2e-7 in
+        float32; twice the unit roundoff 1.1e-16 and 6e-8)."""
+        return float(jnp.finfo(jnp.dtype(self.precision)).eps)
 
     def local_orders(self) -> np.ndarray:
         """Slopes of ``log V`` against ``log r`` between consecutive radii."""
@@ -52,13 +69,14 @@ def default_radii(xf, n_radii: int = 9, r_max: float | None = None, decades: flo
     return r_max * np.logspace(0.0, -decades, n_radii)
 
 
-def fit_order(radii, values, fx: float, tail: int = 4):
+def fit_order(radii, values, fx: float, tail: int = 4, eps: float = float(np.finfo(float).eps)):
     """Least-squares fit of ``log V = log c + alpha log r`` on the ``tail`` smallest radii
-    whose values are above the rounding floor. Returns ``(alpha, c, d_alpha, d_c)`` where
+    whose values are above the rounding floor ``1e3 eps (1 + |f(x)|)`` (``eps`` of the
+    precision f is computed in). Returns ``(alpha, c, d_alpha, d_c)`` where
     the uncertainties combine the fit's standard error and the drift of the local slopes
     (a leading term not yet dominant shows as drift)."""
     radii, values = np.asarray(radii), np.asarray(values)
-    floor = 1e3 * EPS * (1.0 + abs(fx))
+    floor = 1e3 * eps * (1.0 + abs(fx))
     keep = values > floor
     r, v = radii[keep], values[keep]
     if r.size < 2:
@@ -113,12 +131,14 @@ def flatness_profile(
     uppers = np.array([np.nan if res.upper is None else res.upper for res in results])
     n_evals = sum(res.n_evals for res in results)
     fx = float(obj.fun(xf))
-    alpha, c, d_alpha, d_c = fit_order(radii, values, fx)
+    alpha, c, d_alpha, d_c = fit_order(radii, values, fx, eps=obj.eps)
     basis = "fit"
     g = jax.grad(obj.fun)(xf)
     gdual = float(nrm.dual(g))
     exact = results[0].method.startswith("exact_quadratic")
-    gtol = 1e-8 * (1.0 + abs(fx))
+    # critical at rounding level: a minimizer computed in precision eps has a gradient of
+    # about sqrt(eps) relative (f is flat to rounding within sqrt(eps) of it)
+    gtol = np.sqrt(obj.eps) * (1.0 + abs(fx))
     # the closed forms are used only where the profile confirms them (f may be nonsmooth
     # at x, where autodiff returns one element of the subdifferential)
     confirms = lambda a, cc: abs(alpha - a) <= max(d_alpha, 0.05) and abs(c - cc) <= max(
@@ -130,7 +150,20 @@ def flatness_profile(
         if lam > 0 and (exact or confirms(2.0, lam / 2.0)):
             alpha, c, d_alpha, d_c, basis = 2.0, lam / 2.0, 0.0, 0.0, "exact" if exact else "hessian"
     return Profile(radii, values, uppers, alpha, c, d_alpha, d_c, basis, fx,
-                   results[0].method, n_evals)
+                   results[0].method, n_evals, obj.precision, gdual,
+                   _descends(obj, xf, g, nrm, float(radii[-1]), fx),
+                   in_structure(obj.unravel, xf))
+
+
+def _descends(obj, xf, g, nrm, radius, fx) -> bool:
+    """Whether f falls along ``-grad f(x)`` at ``radius`` by at least half the first-order
+    prediction ``||g||_2^2 radius / ||g||``: the first-order term is real (False at a
+    nonsmooth minimum, where autodiff returns one subgradient)."""
+    size = float(nrm(g))
+    if not size > 0:
+        return False
+    step = radius / size
+    return float(obj.fun(xf - step * g)) - fx <= -0.5 * step * float(g @ g)
 
 
 def distance_profile(f: Any, x: Any, deltas: Any, **kwargs) -> tuple[np.ndarray, np.ndarray]:

@@ -12,13 +12,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._hessian import DENSE_HESSIAN_MAX_N
 from ._norms import make_norm
 from ._objective import as_objective, check_scalar
-from ._results import DistanceResult, VariationResult
-from .solvers import Certified, ExactQuadratic, ProjectedAscent, is_quadratic
+from ._results import DistanceResult, VariationResult, in_structure
+from .solvers import (
+    Certified,
+    ExactQuadratic,
+    ProjectedAscent,
+    SampledQuadratic,
+    is_proven_quadratic,
+    is_quadratic,
+)
 
 
 def _pick_solver(obj, x, radius, norm, solver):
+    """The exact solver (with a proven upper bound) only for a declared :class:`Quadratic`
+    or an f whose jaxpr is a polynomial of degree <= 2 and small enough for a dense
+    Hessian; the quadratic model checked by ascent when only the sampled test says
+    quadratic; projected ascent otherwise."""
     if isinstance(solver, str) and solver == "certified":
         return Certified()
     if solver is not None:
@@ -26,9 +38,43 @@ def _pick_solver(obj, x, radius, norm, solver):
             raise TypeError("solver must provide solve(obj, x, radius, norm, seed); "
                             "use flatminima.solvers.ExactQuadratic() or ProjectedAscent().")
         return solver
-    if norm.kind == "l2" and (obj.quadratic is not None or is_quadratic(obj, x, radius)):
+    if norm.kind != "l2":
+        return ProjectedAscent()
+    if obj.quadratic is not None:
         return ExactQuadratic()
+    if obj.n > DENSE_HESSIAN_MAX_N:  # no dense Hessian: ascent, without an upper bound
+        return ProjectedAscent()
+    if is_proven_quadratic(obj, x):
+        return ExactQuadratic()
+    if is_quadratic(obj, x, radius):
+        return SampledQuadratic()
     return ProjectedAscent()
+
+
+def _gradient_at(obj, x):
+    """``grad f(x)``, with a warning naming the cause when autodiff gives NaN or inf."""
+    g = jax.grad(obj.fun)(x)
+    if not bool(jnp.all(jnp.isfinite(g))):
+        warnings.warn(
+            "the gradient of f at x is NaN or infinite (autodiff through an operation not "
+            "differentiable there, such as jnp.linalg.norm or jnp.sqrt at 0): the search "
+            "uses only starts that do not depend on it. To restore them, write f without "
+            "that operation (e.g. jnp.sum(y**2) for jnp.linalg.norm(y)**2).",
+            RuntimeWarning, stacklevel=3)
+    return g
+
+
+def _check_finite(result, what):
+    """Refuse to return a NaN (or, for V, an infinite) number."""
+    value = result.value
+    bad_value = np.isnan(value) or (what == "max_variation" and not np.isfinite(value))
+    upper = getattr(result, "upper", None)
+    if bad_value or (upper is not None and np.isnan(upper)):
+        raise FloatingPointError(
+            f"{what} computed a non-finite result (value {value}, upper {upper}) with "
+            f"{result.method}: {result.message} Check that f is finite on the ball, or pass "
+            f"another solver.")
+    return result
 
 
 def max_variation(
@@ -52,8 +98,11 @@ def max_variation(
         r: radius of the ball, ``r >= 0``.
         norm: ``"l2"`` (default), ``"linf"`` or ``"weighted_l2"`` (``||u / w||_2``,
             ``w = weights`` or ``|x| + 1e-3`` when ``weights`` is None).
-        solver: ``ExactQuadratic()`` or ``ProjectedAscent(...)``; by default exact when f
-            is a quadratic (given as :class:`Quadratic` or detected) and the ball is l2.
+        solver: ``ExactQuadratic()`` or ``ProjectedAscent(...)``; by default exact, with a
+            proven ``.upper``, when the ball is l2 and f is proven to be a quadratic (a
+            :class:`Quadratic`, or a polynomial of degree <= 2 read from its jaxpr, with
+            at most 400 coordinates); when only a sampled test says quadratic, the model's
+            maximizer starts projected ascent and ``.upper`` is None.
         seed: seed of the random starts.
         lipschitz: a Lipschitz constant ``L`` of f on the ball (for this norm); gives the
             proven upper bound ``V <= L r``.
@@ -63,6 +112,11 @@ def max_variation(
     Returns:
         :class:`VariationResult`: ``.value`` is f at a feasible point minus ``f(x)`` (a
         lower bound), ``.upper`` a proven upper bound or None.
+
+    Raises:
+        ValueError: bad input, or ``smoothness=`` when autodiff gives a NaN gradient at x
+            (a NaN gradient otherwise only warns: the starts built from it are skipped).
+        FloatingPointError: the solver produced a NaN (never returned silently).
 
     Reference: C. Josz, On the geometry of flat minima, arXiv:2509.11386, 2025.
 
@@ -75,16 +129,22 @@ def max_variation(
     radius = check_scalar(r, "r")
     nrm = make_norm(norm, xf, weights=weights)
     if radius == 0.0:
-        return VariationResult(0.0, np.asarray(xf), 0.0, "trivial", 1, 0.0, nrm.name,
-                               message="r = 0: the ball is the point itself.")
+        return VariationResult(0.0, in_structure(obj.unravel, xf), 0.0, "trivial", 1, 0.0,
+                               nrm.name, message="r = 0: the ball is the point itself.",
+                               argmax_flat=np.asarray(xf))
+    L = None if lipschitz is None else check_scalar(lipschitz, "lipschitz")
+    Lg = None if smoothness is None else check_scalar(smoothness, "smoothness")
+    g = _gradient_at(obj, xf)
+    if Lg is not None and not bool(jnp.all(jnp.isfinite(g))):
+        raise ValueError("smoothness= gives V <= ||grad f(x)||_* r + L' r^2 / 2, but the "
+                         "gradient of f at x is NaN or infinite; pass lipschitz= instead, "
+                         "or write f so that autodiff gives its gradient at x.")
     chosen = _pick_solver(obj, xf, radius, nrm, solver)
     result = chosen.solve(obj, xf, radius, nrm, seed)
     bounds = []
-    if lipschitz is not None:
-        bounds.append(check_scalar(lipschitz, "lipschitz") * radius)
-    if smoothness is not None:
-        g = jax.grad(obj.fun)(xf)
-        Lg = check_scalar(smoothness, "smoothness")
+    if L is not None:
+        bounds.append(L * radius)
+    if Lg is not None:
         bounds.append(float(nrm.dual(g)) * radius + 0.5 * Lg * radius**2)
     if bounds:
         bound = min(bounds)
@@ -97,7 +157,9 @@ def max_variation(
         result = replace(result, upper=upper)
     if result.nonfinite:
         warnings.warn(result.message, RuntimeWarning, stacklevel=2)
-    return result
+    flat_argmax = np.asarray(result.argmax)
+    result = replace(result, argmax=in_structure(obj.unravel, flat_argmax), argmax_flat=flat_argmax)
+    return _check_finite(result, "max_variation")
 
 
 def level_distance(
@@ -144,23 +206,22 @@ def level_distance(
         nonlocal chosen, n_evals
         if chosen is None:
             chosen = _pick_solver(obj, xf, radius, nrm, None)
-        res = chosen.solve(obj, xf, radius, nrm, seed)
+        res = _check_finite(chosen.solve(obj, xf, radius, nrm, seed), "level_distance")
         n_evals += res.n_evals
         history.append((radius, res.value))
         return res
 
     # Initial guess from the local model: delta / ||g||_* or sqrt(2 delta / lambda).
-    g = jax.grad(obj.fun)(xf)
-    gd = float(nrm.dual(g))
-    r_hi = min(dlt / gd if gd > 0 else math.sqrt(dlt), rmax)
+    gd = float(nrm.dual(_gradient_at(obj, xf)))
+    r_hi = min(dlt / gd if np.isfinite(gd) and gd > 0 else math.sqrt(dlt), rmax)
     res_hi = V(r_hi)
     r_lo, v_lo = 0.0, 0.0
     while res_hi.value < dlt:
         if r_hi >= rmax:
-            return DistanceResult(math.inf, None, f"galois:{res_hi.method}", n_evals, dlt,
-                                  (r_hi, math.inf),
-                                  f"f(x) + delta not reached within max_radius = {rmax:g}.",
-                                  tuple(history))
+            return _check_finite(DistanceResult(
+                math.inf, None, f"galois:{res_hi.method}", n_evals, dlt, (r_hi, math.inf),
+                f"f(x) + delta not reached within max_radius = {rmax:g}.", tuple(history)),
+                "level_distance")
         r_lo, v_lo = r_hi, res_hi.value
         r_hi = min(2.0 * r_hi, rmax)
         res_hi = V(r_hi)
@@ -183,8 +244,9 @@ def level_distance(
             if side == -1:
                 v_hi = dlt + 0.5 * (v_hi - dlt)
             side = -1
-    point = best.argmax
+    point = np.asarray(best.argmax)
     dist = float(nrm(jnp.asarray(point) - xf))
-    return DistanceResult(dist, point, f"galois:{best.method}", n_evals, dlt, (r_lo, r_hi),
-                          "level reached; value is the distance of a point on or above it.",
-                          tuple(history))
+    return _check_finite(DistanceResult(
+        dist, in_structure(obj.unravel, point), f"galois:{best.method}", n_evals, dlt,
+        (r_lo, r_hi), "level reached; value is the distance of a point on or above it.",
+        tuple(history), point_flat=point), "level_distance")

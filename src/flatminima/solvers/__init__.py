@@ -4,7 +4,18 @@ automatic choice."""
 from .._interval import SymbolicFunction, UnsupportedOperation
 from ._ascent import ProjectedAscent
 from ._certified import Certified, CertifiedProgress
-from ._quadratic import ExactQuadratic, is_quadratic
+from ._quadratic import ExactQuadratic, SampledQuadratic, is_proven_quadratic, is_quadratic
+from ._structure import polynomial_degree
 
-__all__ = ["Certified", "CertifiedProgress", "ExactQuadratic", "ProjectedAscent",
-           "SymbolicFunction", "UnsupportedOperation", "is_quadratic"]
+__all__ = [
+    "Certified",
+    "CertifiedProgress",
+    "ExactQuadratic",
+    "ProjectedAscent",
+    "SampledQuadratic",
+    "SymbolicFunction",
+    "UnsupportedOperation",
+    "is_proven_quadratic",
+    "is_quadratic",
+    "polynomial_degree",
+]

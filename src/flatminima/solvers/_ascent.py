@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._hessian import top_eigenpairs, top_eigenpairs_cost
+from .._hessian import NonFiniteDerivative, top_eigenpairs, top_eigenpairs_cost
 from .._norms import Norm, base_norm, feasible_point, project_z
 from .._objective import Array, Objective
 from .._results import VariationResult
@@ -36,6 +36,9 @@ def _ascend(fun, kind, x, scale, z, step, radius, tol, max_iter):
     val, grad = vg(z)
     bad0 = ~jnp.isfinite(val)
     val = jnp.where(bad0, -jnp.inf, val)
+    # a NaN gradient (autodiff at a non-differentiable point) stops that start where it is
+    nograd0 = ~jnp.all(jnp.isfinite(grad), axis=-1)
+    grad = jnp.where(nograd0[:, None], 0.0, grad)
 
     def stationary(z, val, grad):
         gz = jnp.linalg.norm(grad, axis=-1)
@@ -54,7 +57,7 @@ def _ascend(fun, kind, x, scale, z, step, radius, tol, max_iter):
         cand = project_z(kind, z + step[:, None] * grad, radius)
         cval, cgrad = vg(cand)
         finite = jnp.isfinite(cval)
-        ok = finite & (cval > val) & ~done
+        ok = finite & jnp.all(jnp.isfinite(cgrad), axis=-1) & (cval > val) & ~done
         # after an accepted move, a Barzilai-Borwein step |<s, s> / <s, y>| (s the move, y
         # the change of gradient), kept within [step / 2, 4 step]; after a rejection, halve
         s_move = cand - z
@@ -70,7 +73,7 @@ def _ascend(fun, kind, x, scale, z, step, radius, tol, max_iter):
         done = done | stationary(z, val, grad) | stalled
         return z, val, grad, step, it + 1, done, bad | ~finite
 
-    done0 = stationary(z, val, grad) | bad0
+    done0 = stationary(z, val, grad) | bad0 | nograd0
     state = (z, val, grad, step, 0, done0, bad0)
     z, val, grad, step, it, done, bad = jax.lax.while_loop(cond, body, state)
     return z, val, step, it, done, jnp.any(bad)
@@ -100,38 +103,61 @@ class ProjectedAscent:
     n_refine: int = 1
     tol: float = 1e-10
 
-    def starts(self, obj: Objective, x: Array, norm: Norm, seed: int) -> tuple[Array, int]:
+    def starts(self, obj: Objective, x: Array, norm: Norm, seed: int) -> tuple[Array, int, str]:
+        """Unit start directions (rows, z coordinates), the Hessian-vector products spent,
+        and a note naming the starts skipped because a derivative at x is not finite."""
         n = obj.n
         dirs = []
         n_hvp = 0
+        skipped = []
         use_hessian = self.n_eig > 0 and (obj.is_jax or n <= 50)
         if use_hessian:
-            _, vecs = top_eigenpairs(obj, x, min(self.n_eig, n), seed=seed)
-            vecs = np.asarray(vecs)
+            try:
+                _, vecs = top_eigenpairs(obj, x, min(self.n_eig, n), seed=seed)
+                vecs = np.asarray(vecs)
+            except (np.linalg.LinAlgError, NonFiniteDerivative):  # a NaN Hessian
+                vecs = np.full((1, n), np.nan)
             n_hvp = top_eigenpairs_cost(n)
-            for v in vecs:
+            if not np.all(np.isfinite(vecs)):
+                skipped.append("Hessian")
+            for v in vecs[np.all(np.isfinite(vecs), axis=1)]:
                 # eigenvectors are for the Euclidean geometry; map into z coordinates
                 vz = np.asarray(norm.to_z(jnp.asarray(v)))
                 dirs += [vz, -vz]
-        g = jax.grad(obj.fun)(x)
-        gdir = np.asarray(norm.ascent_direction(g))
-        if np.any(gdir != 0):
-            dirs.append(gdir)
+        g = np.asarray(jax.grad(obj.fun)(x))
+        if not np.all(np.isfinite(g)):
+            skipped.append("gradient")
+        else:
+            gdir = np.asarray(norm.ascent_direction(jnp.asarray(g)))
+            if np.any(gdir != 0):
+                dirs.append(gdir)
         rng = np.random.default_rng(seed)
         for _ in range(self.n_random):
             dirs.append(rng.standard_normal(n))
         D = np.stack(dirs)
         lengths = np.asarray(base_norm(norm.kind, jnp.asarray(D)))
         D = D[lengths > 0] / lengths[lengths > 0, None]
-        return jnp.asarray(D), n_hvp
+        note = ""
+        if skipped:
+            note = (f"; the {' and '.join(skipped)} of f at x is NaN or infinite (autodiff "
+                    f"through an operation not differentiable there, such as "
+                    f"jnp.linalg.norm or jnp.sqrt at 0), so the starts built from it were "
+                    f"skipped")
+        return jnp.asarray(D), n_hvp, note
 
-    def solve(self, obj: Objective, x: Array, radius: float, norm: Norm, seed: int = 0):
+    def solve(self, obj: Objective, x: Array, radius: float, norm: Norm, seed: int = 0, *,
+              extra_starts: np.ndarray | None = None):
+        """Run the ascent; ``extra_starts`` (rows, points ``z = (y - x) / w`` of the ball)
+        are added to the usual starts."""
         f0 = float(obj.fun(x))
         scale = jnp.ones(obj.n) if norm.scale is None else norm.scale
-        D, n_hvp = self.starts(obj, x, norm, seed)
+        D, n_hvp, note = self.starts(obj, x, norm, seed)
         z0 = radius * D
+        if extra_starts is not None:
+            z0 = jnp.concatenate([z0, project_z(norm.kind, jnp.asarray(extra_starts), radius)])
         g0 = jax.vmap(jax.grad(lambda zz: obj.fun(x + scale * zz)))(z0)
-        step0 = radius / jnp.maximum(jnp.linalg.norm(g0, axis=-1), 1e-300)
+        g0n = jnp.linalg.norm(g0, axis=-1)
+        step0 = radius / jnp.where(jnp.isfinite(g0n), jnp.maximum(g0n, 1e-300), 1.0)
         k = z0.shape[0]
         z, val, step, it1, _, bad1 = _ascend(
             obj.fun, norm.kind, x, scale, z0, step0, radius, self.tol, self.explore_iter
@@ -155,6 +181,7 @@ class ProjectedAscent:
             if converged
             else f"stopped after max_iter={self.max_iter} iterations before stationarity"
         )
+        message += note
         if nonfinite:
             message += (
                 "; the ball contains points where f is NaN or infinite: the value is the best"
