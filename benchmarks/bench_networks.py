@@ -26,8 +26,8 @@ examples and one of 255). Every figure is a ratio against its peer timed in the 
     the checkpoints of Croce and Hein (2020)), and Auto-PGD given the same number of
     gradient evaluations as ``max_variation`` used (checkpoints scaled). Target: our
     value at least as high.
-(d) Peak memory: the rise of the peak resident set of a fresh process during one call
-    (compilation included), each method in its own process; and the same for the
+(d) Peak memory: the rise of the peak resident set (Linux ``VmHWM``, reset just before)
+    during one call in a fresh process (compilation included), one process per method; and the same for the
     streamed objective (:class:`flatminima.StreamedDatasetLoss`) over 7, 28 and 112
     batches of 257 examples (value, gradient and one HVP), which must stay flat.
 
@@ -44,7 +44,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -258,9 +257,11 @@ def run_network(params, X, y):
 # --- peak memory, each method in a fresh process -------------------------------------------
 
 
-def rss_mb() -> float:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def status_mb(field: str) -> float:
+    """``VmRSS`` (resident now) or ``VmHWM`` (peak resident) of this process, in MiB."""
+    with open("/proc/self/status") as fh:
+        line = next(line for line in fh if line.startswith(field + ":"))
+    return int(line.split()[1]) / 1024
 
 
 def memory_child(method: str, name: str, path: str) -> None:
@@ -293,7 +294,8 @@ def memory_child(method: str, name: str, path: str) -> None:
         flat, unravel = jax.flatten_util.ravel_pytree(params)
         hvp = jax.jit(lambda v: jax.flatten_util.ravel_pytree(
             jax.jvp(jax.grad(whole), (params,), (unravel(v),))[1])[0])
-        op = sla.LinearOperator((flat.size,) * 2, matvec=lambda v: np.asarray(hvp(jnp.asarray(v))))
+        op = sla.LinearOperator((flat.size,) * 2, dtype=np.float64,
+                                matvec=lambda v: np.asarray(hvp(jnp.asarray(v, dtype=jnp.float64))))
         call = lambda: sla.eigsh(op, k=1, which="LA", tol=1e-3)
     else:
         import torch
@@ -309,10 +311,11 @@ def memory_child(method: str, name: str, path: str) -> None:
         else:
             op = HessianOperator(net, [(Xt, yt)], supervised_loss(criterion))
             call = lambda: lanczos(op, k=1, which="LA", tol=1e-3, max_iter=40, seed=0)
-    base = rss_mb()
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")  # Linux: reset the peak (VmHWM) to the resident set now
+    base = status_mb("VmRSS")
     call()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps(max(peak - base, 0.0)))
+    print(json.dumps(status_mb("VmHWM") - base))
 
 
 def memory(method: str, name: str, path: str) -> float:
