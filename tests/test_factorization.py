@@ -82,13 +82,37 @@ def test_trace_and_top_eigenvalue_prefer_different_minimizers():
 
 def test_flattening_flow_from_unbalanced_minimizer(mf):
     Xu, Yu = mf.global_minimizer(np.diag([2.5, 0.7]))
-    res = mf.balance(Xu, Yu, method="flow", t1=40.0)
+    res = mf.balance(Xu, Yu, method="flow")
+    assert res.converged and "steady state" in res.reason
     assert res.loss_after <= 1e-9 and abs(res.loss_after - res.loss_before) <= 1e-9
     assert res.imbalance <= 1e-8
     assert fm.compare(mf.objective, mf.point(res.X, res.Y), mf.point(Xu, Yu)).verdict == "flatter"
     exact = mf.balance(Xu, Yu, method="exact")
     assert exact.imbalance <= 1e-10 and exact.loss_after <= 1e-20
     np.testing.assert_allclose(exact.X @ exact.Y.T, Xu @ Yu.T, atol=1e-10)
+
+
+@pytest.mark.parametrize("G", [np.diag([1e3, 1.0]), np.diag([1e2, 1.0])])
+def test_balancing_flow_from_a_huge_imbalance_arrives_balanced(mf, G):
+    """Imbalance 1e6 (G = diag(1e3, 1)) and 1e5 (diag(1e2, 1), where a fixed-t1 flow used
+    to run out of steps at t = 0): the flow converges, keeps X Y' = M, and ends balanced:
+    X'X = Y'Y with eigenvalues the singular values of M (closed form)."""
+    Xu, Yu = mf.global_minimizer(G)
+    res = mf.balance(Xu, Yu, method="flow")
+    assert res.converged and res.method == "flow"
+    scale = np.linalg.norm(res.X) ** 2 + np.linalg.norm(res.Y) ** 2
+    assert res.imbalance <= 1e-8 * scale
+    np.testing.assert_allclose(res.X @ res.Y.T, Xu @ Yu.T, atol=1e-9 * np.linalg.norm(mf.M))
+    np.testing.assert_allclose(np.linalg.eigvalsh(res.X.T @ res.X), np.sort(mf.s[:2]), rtol=1e-9)
+
+
+def test_balance_path_keeps_the_product_and_comes_back_as_matrices(mf):
+    Xu, Yu = mf.global_minimizer(np.diag([2.5, 0.7]))
+    ts, Xs, Ys = mf.balance_path(Xu, Yu, 5.0, n_save=11)
+    assert ts.shape == (11,) and Xs.shape == (11, 6, 2) and Ys.shape == (11, 5, 2)
+    for X, Y in zip(Xs, Ys):
+        np.testing.assert_allclose(X @ Y.T, Xu @ Yu.T, atol=1e-10)
+    assert mf.imbalance(Xs[-1], Ys[-1]) < 1e-3 * mf.imbalance(Xu, Yu)
 
 
 def test_flattening_flow_generic_on_factorization_keeps_f(mf):
@@ -98,8 +122,8 @@ def test_flattening_flow_generic_on_factorization_keeps_f(mf):
     cq = fm.conserved_quantities(mf.objective, p0)
     flat0 = jnp.concatenate([p0["X"].ravel(), p0["Y"].ravel()])
     unravel = lambda v: {"X": v[:12].reshape(6, 2), "Y": v[12:].reshape(5, 2)}
-    res = fm.flattening_flow(lambda v: mf.objective(unravel(v)), cq, flat0, t1=200.0)
-    assert res.f_drift <= 1e-9
+    res = fm.flattening_flow(lambda v: mf.objective(unravel(v)), cq, flat0, n_flatness=4)
+    assert res.converged and res.f_drift <= 1e-9
     assert res.target_distance[-1] <= 1e-6 * res.target_distance[0]
     assert res.verdict_end_vs_start == "flatter"
 
@@ -123,9 +147,12 @@ def test_deep_linear_network_balancing_flow_keeps_the_loss_and_flattens():
     unbalanced = [G @ Ws[0], Ws[1] @ np.linalg.inv(G), Ws[2]]  # same product
     assert net.loss(unbalanced) <= 1e-20 and net.imbalance(unbalanced) > 0.5
     assert not net.is_balanced(unbalanced)
-    end, imbalance = net.balance(unbalanced, t1=100.0)
-    assert net.loss(end) <= 1e-9
-    assert imbalance <= 1e-6
+    res = net.balance(unbalanced)
+    assert res.converged and res.loss_before <= 1e-20 and res.loss_after <= 1e-9
+    assert res.imbalance <= 1e-8 and net.is_balanced(res.weights)
+    end = res.weights
+    assert [W.shape for W in end] == [W.shape for W in unbalanced]
+    np.testing.assert_allclose(end[2] @ end[1] @ end[0], M, atol=1e-9)
     verdict = fm.compare(net.objective, [jnp.asarray(W) for W in end],
                          [jnp.asarray(W) for W in unbalanced]).verdict
     assert verdict == "flatter"

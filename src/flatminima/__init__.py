@@ -3,91 +3,127 @@
 Flatness as the maximal variation of f over a ball, its dual the distance to the
 neighbouring level set, the flatness preorder, symmetries and conservation laws,
 flattening flows and matrix factorization (C. Josz, arXiv:2509.11386).
+
+Importing flatminima changes nothing global: JAX's 64-bit mode is enabled only inside
+flatminima's own calls (see ``flatminima._x64``). The public names below are loaded on
+first use (PEP 562), so ``import flatminima`` costs little beyond ``import jax``.
 """
 
-import jax
+from __future__ import annotations
 
-jax.config.update("jax_enable_x64", True)
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
-from . import examples, sharpness, solvers  # noqa: E402
-from ._calculus import (  # noqa: E402
-    composed_variation,
-    max_of_variations,
-    scaled_variation,
-    separable_sum_variation,
-)
-from ._dataset import DatasetLoss, StreamedDatasetLoss  # noqa: E402
-from ._objective import Quadratic  # noqa: E402
-from ._order import (  # noqa: E402
-    Comparison,
-    FlatMinimumResult,
-    Ranking,
-    compare,
-    is_flat_minimum,
-    rank_minima,
-)
-from ._profile import Profile, distance_profile, flatness_profile  # noqa: E402
-from ._results import DistanceResult, VariationResult  # noqa: E402
-from ._symbolic import SymbolicSymmetries, symbolic_symmetries  # noqa: E402
-from ._variation import level_distance, max_variation  # noqa: E402
-from .factorization import DeepLinearNetwork, MatrixFactorization  # noqa: E402
-from .flows import (  # noqa: E402
-    FlatteningResult,
-    FlowTrajectory,
-    Trajectory,
-    flatness_along,
-    flattening_flow,
-    gradient_descent,
-    gradient_flow,
-    sam,
-    verify_conserved,
-)
-from .symmetry import (  # noqa: E402
-    ConservedQuantities,
-    SymmetryAlgebra,
-    conserved_quantities,
-    linear_symmetries,
-)
+try:
+    __version__ = version("flatminima")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
 
-__all__ = [
-    "DatasetLoss",
-    "StreamedDatasetLoss",
-    "DeepLinearNetwork",
-    "MatrixFactorization",
-    "ConservedQuantities",
-    "FlatteningResult",
-    "SymbolicSymmetries",
-    "SymmetryAlgebra",
-    "conserved_quantities",
-    "flattening_flow",
-    "linear_symmetries",
-    "symbolic_symmetries",
-    "verify_conserved",
-    "FlowTrajectory",
-    "Trajectory",
-    "flatness_along",
-    "gradient_descent",
-    "gradient_flow",
-    "sam",
-    "Comparison",
-    "FlatMinimumResult",
-    "Profile",
-    "Ranking",
-    "compare",
-    "distance_profile",
-    "flatness_profile",
-    "is_flat_minimum",
-    "rank_minima",
-    "sharpness",
-    "DistanceResult",
-    "Quadratic",
-    "VariationResult",
-    "composed_variation",
-    "max_of_variations",
-    "scaled_variation",
-    "separable_sum_variation",
-    "level_distance",
-    "max_variation",
-    "examples",
-    "solvers",
-]
+# public name -> the module that defines it
+_EXPORTS = {
+    "composed_variation": "._calculus",
+    "max_of_variations": "._calculus",
+    "scaled_variation": "._calculus",
+    "separable_sum_variation": "._calculus",
+    "DatasetLoss": "._dataset",
+    "StreamedDatasetLoss": "._dataset",
+    "Quadratic": "._objective",
+    "Comparison": "._results",
+    "CriticalComparison": "._results",
+    "DistanceResult": "._results",
+    "VariationResult": "._results",
+    "FlatMinimumResult": "._order",
+    "Ranking": "._order",
+    "compare": "._order",
+    "is_flat_minimum": "._order",
+    "rank_minima": "._order",
+    "Profile": "._profile",
+    "distance_profile": "._profile",
+    "flatness_profile": "._profile",
+    "SymbolicSymmetries": "._symbolic",
+    "symbolic_symmetries": "._symbolic",
+    "level_distance": "._variation",
+    "max_variation": "._variation",
+    "DeepLinearNetwork": ".factorization",
+    "MatrixFactorization": ".factorization",
+    "ConservationCheck": ".flows",
+    "FlatteningResult": ".flows",
+    "FlowTrajectory": ".flows",
+    "Trajectory": ".flows",
+    "flatness_along": ".flows",
+    "flattening_flow": ".flows",
+    "gradient_descent": ".flows",
+    "gradient_flow": ".flows",
+    "sam": ".flows",
+    "verify_conserved": ".flows",
+    "ConservedQuantities": ".symmetry",
+    "SymmetryAlgebra": ".symmetry",
+    "conserved_quantities": ".symmetry",
+    "linear_symmetries": ".symmetry",
+}
+_SUBMODULES = ("examples", "sharpness", "solvers")
+
+__all__ = sorted([*_EXPORTS, *_SUBMODULES])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        module = importlib.import_module(f".{name}", __name__)
+    elif name in _EXPORTS:
+        module = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    else:
+        raise AttributeError(f"module 'flatminima' has no attribute {name!r}")
+    globals()[name] = module  # later lookups skip __getattr__
+    return module
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from . import examples, sharpness, solvers  # noqa: F401
+    from ._calculus import (  # noqa: F401
+        composed_variation,
+        max_of_variations,
+        scaled_variation,
+        separable_sum_variation,
+    )
+    from ._dataset import DatasetLoss, StreamedDatasetLoss  # noqa: F401
+    from ._objective import Quadratic  # noqa: F401
+    from ._order import (  # noqa: F401
+        FlatMinimumResult,
+        Ranking,
+        compare,
+        is_flat_minimum,
+        rank_minima,
+    )
+    from ._profile import Profile, distance_profile, flatness_profile  # noqa: F401
+    from ._results import (  # noqa: F401
+        Comparison,
+        CriticalComparison,
+        DistanceResult,
+        VariationResult,
+    )
+    from ._symbolic import SymbolicSymmetries, symbolic_symmetries  # noqa: F401
+    from ._variation import level_distance, max_variation  # noqa: F401
+    from .factorization import DeepLinearNetwork, MatrixFactorization  # noqa: F401
+    from .flows import (  # noqa: F401
+        ConservationCheck,
+        FlatteningResult,
+        FlowTrajectory,
+        Trajectory,
+        flatness_along,
+        flattening_flow,
+        gradient_descent,
+        gradient_flow,
+        sam,
+        verify_conserved,
+    )
+    from .symmetry import (  # noqa: F401
+        ConservedQuantities,
+        SymmetryAlgebra,
+        conserved_quantities,
+        linear_symmetries,
+    )

@@ -13,7 +13,9 @@ from scipy.optimize import minimize
 
 from ._objective import as_objective
 from ._profile import Profile, default_radii, flatness_profile
+from ._report import result_type
 from ._results import Comparison, CriticalComparison, in_structure
+from ._x64 import float64
 from .solvers import Certified
 
 VERDICTS = ("flatter", "sharper", "equivalent", "undetermined")
@@ -99,6 +101,7 @@ def verdict_from_profiles(px: Profile, py: Profile, *, rtol: float | None = None
                       coarse.precision, rtol, (gx, gy), share, dominates, curvature, dc, tol_c)
 
 
+@float64
 def compare(f: Any, x: Any, y: Any, radii: Any = None, *, rtol: float | None = None,
             n_decide: int = 3, critical: bool = False, certified: bool = False,
             **kwargs) -> Comparison:
@@ -244,6 +247,7 @@ def _certified_compare(f: Any, x: Any, y: Any, radii: Any = None, *, norm: str =
                       px.precision)
 
 
+@result_type()
 @dataclass(frozen=True)
 class Ranking:
     """Points ordered from flattest to sharpest; ``groups`` holds indices of points that
@@ -254,6 +258,7 @@ class Ranking:
     profiles: list = field(repr=False)
 
 
+@float64
 def rank_minima(f: Any, points: Any, radii: Any = None, *, rtol: float | None = None,
                 **kwargs) -> Ranking:
     """Order points by the germ preorder (flattest first), ties grouped.
@@ -294,6 +299,7 @@ def rank_minima(f: Any, points: Any, radii: Any = None, *, rtol: float | None = 
     return Ranking(groups, verdicts, profiles)
 
 
+@result_type()
 @dataclass(frozen=True)
 class FlatMinimumResult:
     """Whether ``x`` is a flat minimum, with its evidence: whether x is a local minimizer
@@ -340,6 +346,7 @@ def _flatten_like(point, treedef, n, i):
     return flat
 
 
+@float64
 def is_flat_minimum(f: Any, x: Any, *, neighbours: Any = None, radius: float = 0.5,
                     n_samples: int = 8, radii: Any = None, seed: int = 0,
                     rtol: float | None = None) -> FlatMinimumResult:

@@ -12,10 +12,13 @@ import numpy as np
 from ._hessian import top_eigenpairs
 from ._norms import make_norm
 from ._objective import as_objective, check_scalar
+from ._report import result_type
 from ._results import in_structure
 from ._variation import _pick_solver, level_distance
+from ._x64 import float64
 
 
+@result_type()
 @dataclass(frozen=True)
 class Profile:
     """The flatness profile ``r -> V(x, r)`` on radii shrinking to 0.
@@ -99,6 +102,7 @@ def fit_order(radii, values, fx: float, tail: int = 4, eps: float = float(np.fin
     return float(alpha), c, d_alpha, d_c
 
 
+@float64
 def flatness_profile(
     f: Any,
     x: Any,
@@ -166,6 +170,7 @@ def _descends(obj, xf, g, nrm, radius, fx) -> bool:
     return float(obj.fun(xf - step * g)) - fx <= -0.5 * step * float(g @ g)
 
 
+@float64
 def distance_profile(f: Any, x: Any, deltas: Any, **kwargs) -> tuple[np.ndarray, np.ndarray]:
     """The dual profile ``delta -> D(x, delta)`` (upper bounds; see ``level_distance``)."""
     deltas = np.sort(np.atleast_1d(np.asarray(deltas, dtype=float)))[::-1]

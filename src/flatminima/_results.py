@@ -11,10 +11,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._report import result_type
+from ._x64 import float64
+
 if TYPE_CHECKING:  # pragma: no cover
     from ._profile import Profile
 
 
+@result_type("value")
 @dataclass(frozen=True)
 class VariationResult:
     """Maximal variation ``V(x, r) = max_{B(x, r)} f - f(x)``.
@@ -46,6 +50,7 @@ class VariationResult:
         return None if self.upper is None else self.upper - self.value
 
 
+@result_type("value")
 @dataclass(frozen=True)
 class DistanceResult:
     """Distance to the neighbouring level set ``D(x, delta)``.
@@ -68,11 +73,13 @@ class DistanceResult:
     point_flat: np.ndarray | None = field(default=None, repr=False)
 
 
+@float64
 def in_structure(unravel: Callable, flat: Any) -> Any:
     """The flat vector ``flat`` as a point in the user's structure (NumPy leaves)."""
     return jax.tree_util.tree_map(np.asarray, unravel(jnp.asarray(flat)))
 
 
+@result_type()
 @dataclass(frozen=True)
 class Comparison:
     """``x`` relative to ``y`` in the germ preorder, with the evidence.
@@ -125,6 +132,7 @@ class Comparison:
                         "{'flatter', 'sharper', 'equivalent', 'undetermined'}")
 
 
+@result_type()
 @dataclass(frozen=True)
 class CriticalComparison:
     """The comparison of the critical points ``x*`` and ``y*`` reached by BFGS from x and y.

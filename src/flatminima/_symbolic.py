@@ -7,7 +7,11 @@ from typing import Any
 
 import sympy as sp
 
+from ._report import result_type
+from ._x64 import float64
 
+
+@result_type()
 @dataclass(frozen=True)
 class SymbolicSymmetries:
     """``basis``: sympy matrices A with ``<grad f, A x> = 0`` identically (a basis of the
@@ -29,6 +33,7 @@ def _nullspace(equations, unknowns):
     return M.nullspace() if M.rows else [sp.eye(len(unknowns))[:, i] for i in range(len(unknowns))]
 
 
+@float64
 def symbolic_symmetries(expr: Any, variables: Any) -> SymbolicSymmetries:
     """Exact linear symmetry algebra of a polynomial ``expr`` in ``variables``.
 

@@ -16,6 +16,7 @@ from ._hessian import DENSE_HESSIAN_MAX_N
 from ._norms import make_norm
 from ._objective import as_objective, check_scalar
 from ._results import DistanceResult, VariationResult, in_structure
+from ._x64 import float64
 from .solvers import (
     Certified,
     ExactQuadratic,
@@ -77,6 +78,7 @@ def _check_finite(result, what):
     return result
 
 
+@float64
 def max_variation(
     f: Any,
     x: Any,
@@ -162,6 +164,7 @@ def max_variation(
     return _check_finite(result, "max_variation")
 
 
+@float64
 def level_distance(
     f: Any,
     x: Any,

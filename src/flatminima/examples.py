@@ -140,7 +140,7 @@ def _factorization(m, n, k, rho, seed=0):
     rng = np.random.default_rng(seed)
     M = rng.standard_normal((m, rho)) @ rng.standard_normal((rho, n))
     f = lambda p: 0.5 * jnp.sum((p["X"] @ p["Y"].T - M) ** 2)
-    return f, {"X": jnp.ones((m, k)), "Y": jnp.ones((n, k))}
+    return f, {"X": np.ones((m, k)), "Y": np.ones((n, k))}
 
 
 def _rotated_invariant(seed=3):
@@ -154,9 +154,9 @@ def _rotated_invariant(seed=3):
 
 #: (name, f, example point, search space, expected dimension of g_f)
 SYMMETRY_GALLERY = [
-    ("(xy - 1)^2", lambda z: (z[0] * z[1] - 1.0) ** 2, jnp.ones(2), "dense", 1),
-    ("figure1", figure1, jnp.ones(2), "dense", 0),
-    ("quartic composed with T", _rotated_invariant()[0], jnp.ones(3), "dense", 1),
+    ("(xy - 1)^2", lambda z: (z[0] * z[1] - 1.0) ** 2, np.ones(2), "dense", 1),
+    ("figure1", figure1, np.ones(2), "dense", 0),
+    ("quartic composed with T", _rotated_invariant()[0], np.ones(3), "dense", 1),
     ("MF m=4 n=3 k=2 rank 2", *_factorization(4, 3, 2, 2), "dense", 5),
     ("MF m=5 n=4 k=2 rank 1", *_factorization(5, 4, 2, 1), "leaves", 4 + 6 + 3),
 ]

@@ -17,6 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._hessian import NOISE_EPS_FACTOR, HessianOperator, lanczos_top
+from ._objective import as_objective, check_scalar
+from ._ode import FlowTrajectory, GradientField, integrate
+from ._report import result_type
+from ._x64 import float64_methods
 
 
 def _check_matrix(M: Any, name: str = "M") -> np.ndarray:
@@ -28,10 +32,13 @@ def _check_matrix(M: Any, name: str = "M") -> np.ndarray:
     return M
 
 
+@result_type()
 @dataclass(frozen=True)
 class BalanceResult:
     """``X, Y`` balanced (``imbalance`` = ``||X'X - Y'Y||_F`` at the end), with the loss
-    before and after (equal for the exact transform and the flow) and the method."""
+    before and after (equal for the exact transform and the flow) and the method.
+    ``converged`` and ``reason``: whether the balancing flow reached its steady state and
+    why it stopped (the exact method: True); ``flow``: its :class:`FlowTrajectory`."""
 
     X: np.ndarray
     Y: np.ndarray
@@ -39,6 +46,47 @@ class BalanceResult:
     loss_before: float
     loss_after: float
     method: str
+    converged: bool = True
+    reason: str = "exact: refactored through the SVD of the k-by-k core"
+    flow: FlowTrajectory | None = None
+
+
+@result_type()
+@dataclass(frozen=True)
+class LayerBalanceResult:
+    """Weights after the balancing flow of a deep linear network, in the structure passed
+    in, with the imbalance at the end, the loss before and after (equal along the exact
+    flow), whether the flow reached its steady state and why it stopped, and the flow."""
+
+    weights: list
+    imbalance: float
+    loss_before: float
+    loss_after: float
+    converged: bool
+    reason: str
+    flow: FlowTrajectory
+
+
+def _factor_imbalance(p: dict) -> jax.Array:
+    """``1/4 ||X'X - Y'Y||_F^2``; its gradient flow is ``X' = -X Q, Y' = Y Q``."""
+    Q = p["X"].T @ p["X"] - p["Y"].T @ p["Y"]
+    return 0.25 * jnp.sum(Q**2)
+
+
+def _layer_imbalance(Ws: list) -> jax.Array:
+    """``1/2 sum_j ||W_{j+1}'W_{j+1} - W_j W_j'||_F^2``, a function of the conserved
+    quantities of a deep linear network."""
+    return 0.5 * sum(jnp.sum((Ws[j + 1].T @ Ws[j + 1] - Ws[j] @ Ws[j].T) ** 2)
+                     for j in range(len(Ws) - 1))
+
+
+def _balancing_flow(potential, point, t1, steady_state, n_save=2, max_steps=100_000):
+    """The gradient flow of ``potential`` (module-level, so repeated calls reuse the
+    compiled solver), to its steady state or to ``t1``."""
+    obj, flat = as_objective(potential, point, name="potential")
+    return integrate(GradientField(obj.fun), obj.fun, flat, t1, unravel=obj.unravel,
+                     n_save=n_save, rtol=1e-12, atol=1e-14, max_steps=max_steps,
+                     steady_state=steady_state, name="balancing flow")
 
 
 def _structured_eigmax(objective, point, rtol, seed) -> float:
@@ -51,6 +99,7 @@ def _structured_eigmax(objective, point, rtol, seed) -> float:
     return lanczos_top(HessianOperator(hvp, flat.size, noise), rtol=rtol, seed=seed).value
 
 
+@float64_methods("objective")
 class MatrixFactorization:
     """``f(X, Y) = 1/2 ||X Y' - M||_F^2`` with inner dimension ``rank``.
 
@@ -118,18 +167,30 @@ class MatrixFactorization:
         scale = max(1.0, float(np.linalg.norm(X) ** 2 + np.linalg.norm(Y) ** 2))
         return self.imbalance(X, Y) <= tol * scale
 
-    def balance(self, X: Any, Y: Any, *, method: str = "auto", t1: float = 50.0) -> BalanceResult:
+    def balance(self, X: Any, Y: Any, *, method: str = "auto", t1: float = 1e4,
+                steady_state: float = 1e-10) -> BalanceResult:
         """Move ``(X, Y)`` to a balanced point with the same product ``X Y'``.
 
         ``method="exact"``: the product ``Z = X Y' = Qx (Rx Ry') Qy'`` is refactored
         through the SVD of the k-by-k core, ``Z = U S V'``, as ``(U S^{1/2} O, V S^{1/2} O)``
         with ``O`` the orthogonal matrix closest to the original factor (Procrustes); needs
         ``rank Z = k``. ``method="flow"``: the flattening flow ``X' = -X Q, Y' = Y Q``,
-        ``Q = X'X - Y'Y`` (SPEC section 9), integrated to ``t1``. ``"auto"``: exact when
-        the product has rank k, else the flow.
+        ``Q = X'X - Y'Y`` (SPEC section 9), run to its steady state (the stop rule of
+        :func:`~flatminima.flows.gradient_flow` with tolerance ``steady_state``) but not
+        past ``t1``; stiff flows (large imbalance) switch to an implicit solver by
+        themselves. A flow that stops short warns and says why in ``reason``.
+        ``"auto"``: exact when the product has rank k, else the flow.
+
+        >>> mf = MatrixFactorization(np.diag([3.0, 1.0]), 2)
+        >>> X, Y = mf.global_minimizer(np.diag([10.0, 1.0]))
+        >>> res = mf.balance(X, Y, method="flow")
+        >>> res.converged, res.imbalance < 1e-9
+        (True, True)
         """
         p = self.point(X, Y)
         X, Y = np.asarray(p["X"]), np.asarray(p["Y"])
+        if method not in ("auto", "exact", "flow"):
+            raise ValueError(f"method must be 'auto', 'exact' or 'flow', got {method!r}.")
         before = self.loss(X, Y)
         Qx, Rx = np.linalg.qr(X)
         Qy, Ry = np.linalg.qr(Y)
@@ -143,42 +204,26 @@ class MatrixFactorization:
             w, _, zt = np.linalg.svd(Xb.T @ X)  # Procrustes: O closest to Xb^+ X
             rotation = w @ zt
             Xb, Yb = Xb @ rotation, Yb @ rotation
-            name = "exact"
-        elif method in ("flow", "auto"):
-            Xb, Yb = self._balance_flow(X, Y, t1)
-            name = "flow"
-        else:
-            raise ValueError(f"method must be 'auto', 'exact' or 'flow', got {method!r}.")
-        return BalanceResult(Xb, Yb, self.imbalance(Xb, Yb), before, self.loss(Xb, Yb), name)
-
-    def _balance_flow(self, X, Y, t1):
-        _, Xs, Ys = self.balance_path(X, Y, t1, n_save=2)
-        return Xs[-1], Ys[-1]
+            return BalanceResult(Xb, Yb, self.imbalance(Xb, Yb), before, self.loss(Xb, Yb),
+                                 "exact")
+        flow = _balancing_flow(_factor_imbalance, p, check_scalar(t1, "t1", positive=True),
+                               check_scalar(steady_state, "steady_state", positive=True))
+        end = flow.point(-1)
+        return BalanceResult(end["X"], end["Y"], self.imbalance(end["X"], end["Y"]), before,
+                             self.loss(end["X"], end["Y"]), "flow", flow.converged,
+                             flow.reason, flow)
 
     def balance_path(self, X: Any, Y: Any, t1: float, n_save: int = 50, max_steps: int = 100_000):
         """The flattening flow ``X' = -X Q``, ``Y' = Y Q``, ``Q = X'X - Y'Y`` (the gradient
         flow of ``1/4 ||X'X - Y'Y||_F^2``), saved at ``n_save`` times in ``[0, t1]``.
-        Returns ``(times, Xs, Ys)``; the product ``X Y'`` is invariant."""
-        import diffrax
-
-        p = self.point(X, Y)
-
-        def field(t, z, args):
-            Xz, Yz = z
-            Q = Xz.T @ Xz - Yz.T @ Yz
-            return (-Xz @ Q, Yz @ Q)
-
-        ts = jnp.linspace(0.0, t1, n_save)
-        sol = diffrax.diffeqsolve(diffrax.ODETerm(field), diffrax.Tsit5(), 0.0, t1, None,
-                                  (p["X"], p["Y"]), saveat=diffrax.SaveAt(ts=ts),
-                                  stepsize_controller=diffrax.PIDController(rtol=1e-12, atol=1e-14),
-                                  max_steps=max_steps, throw=False)
-        if sol.result != diffrax.RESULTS.successful:
-            raise RuntimeError(
-                f"the balancing flow did not reach t1 = {t1:g} within {max_steps} steps (it is "
-                f"stiff when the imbalance is large: here {self.imbalance(X, Y):.3g}); use "
-                "balance(..., method='exact') or a smaller t1.")
-        return np.asarray(ts), np.asarray(sol.ys[0]), np.asarray(sol.ys[1])
+        Returns ``(times, Xs, Ys)``; the product ``X Y'`` is invariant. Raises
+        ``RuntimeError`` (saying why) when the integration stops before ``t1``."""
+        flow = _balancing_flow(_factor_imbalance, self.point(X, Y),
+                               check_scalar(t1, "t1", positive=True), None, n_save, max_steps)
+        if not flow.success:
+            raise RuntimeError(flow.reason)
+        path = flow.tree_points
+        return flow.times, path["X"], path["Y"]
 
     def hessian_eigmax_closed_form(self, X: Any, Y: Any) -> float:
         """``sigma_1(X)^2 + sigma_1(Y)^2``: the top Hessian eigenvalue at an exact fit."""
@@ -201,6 +246,7 @@ class MatrixFactorization:
         return max_variation(self.objective, self.point(X, Y), r, **kwargs)
 
 
+@float64_methods("objective")
 class DeepLinearNetwork:
     """``f(W_1, ..., W_L) = 1/2 ||W_L ... W_1 - M||_F^2`` with layer widths
     ``widths = (d_0 = n, d_1, ..., d_L = m)``; conserved ``W_{j+1}'W_{j+1} - W_j W_j'``.
@@ -276,21 +322,19 @@ class DeepLinearNetwork:
 
         return max_variation(self.objective, self._check(Ws), r, **kwargs)
 
-    def balance(self, Ws: list, *, t1: float = 50.0) -> tuple[list, float]:
+    def balance(self, Ws: list, *, t1: float = 1e4, steady_state: float = 1e-10
+                ) -> LayerBalanceResult:
         """The flattening flow of ``1/2 sum_j ||W_{j+1}'W_{j+1} - W_j W_j'||_F^2`` (a
-        function of conserved quantities, so the loss stays constant along it). Returns
-        the end point and its imbalance."""
-        from .flows import flattening_flow
-
-        flat, unravel = jax.flatten_util.ravel_pytree(self._check(Ws))
-        L = self.L
-        quantities = lambda v: jnp.concatenate([
-            (unravel(v)[j + 1].T @ unravel(v)[j + 1] - unravel(v)[j] @ unravel(v)[j].T).ravel()
-            for j in range(L - 1)])
-        res = flattening_flow(lambda v: self.objective(unravel(v)), quantities, flat, t1=t1,
-                              n_flatness=2)
-        end = [np.asarray(W) for W in unravel(jnp.asarray(res.points[-1]))]
-        return end, self.imbalance(end)
+        function of conserved quantities, so the loss stays constant along it), run to its
+        steady state (tolerance ``steady_state``, as in
+        :func:`~flatminima.flows.gradient_flow`) but not past ``t1``. A flow that stops
+        short warns and says why in ``reason``."""
+        Ws = self._check(Ws)
+        flow = _balancing_flow(_layer_imbalance, Ws, check_scalar(t1, "t1", positive=True),
+                               check_scalar(steady_state, "steady_state", positive=True))
+        end = [np.asarray(W) for W in flow.point(-1)]
+        return LayerBalanceResult(end, self.imbalance(end), self.loss(Ws), self.loss(end),
+                                  flow.converged, flow.reason, flow)
 
     def hessian_eigmax(self, Ws: list, *, rtol: float = 1e-10, seed: int = 0) -> float:
         """Top Hessian eigenvalue by restarted Lanczos (see MatrixFactorization)."""

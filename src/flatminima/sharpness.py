@@ -31,7 +31,9 @@ from ._hessian import (
 )
 from ._norms import Norm
 from ._objective import as_objective, check_scalar
+from ._report import result_type
 from ._variation import max_variation
+from ._x64 import float64
 
 __all__ = [
     "SharpnessResult",
@@ -47,6 +49,7 @@ __all__ = [
 ]
 
 
+@result_type("value")
 @dataclass(frozen=True)
 class SharpnessResult:
     """A sharpness value with the method used and its uncertainty: ``stderr`` is the
@@ -82,6 +85,7 @@ def _method(n: int, method: str) -> str:
     return method
 
 
+@float64
 def hessian_eigmax(f: Any, x: Any, *, method: str = "auto", rtol: float = 1e-8,
                    num_matvecs: int = 60, max_matvecs: int = 640,
                    seed: int = 0) -> SharpnessResult:
@@ -116,6 +120,7 @@ def hessian_eigmax(f: Any, x: Any, *, method: str = "auto", rtol: float = 1e-8,
                                     stderr=top.residual, message=message))
 
 
+@float64
 def hessian_trace(f: Any, x: Any, *, method: str = "auto", num_samples: int = 200,
                   seed: int = 0) -> SharpnessResult:
     """Trace of the Hessian: exact (dense) for small n, else Hutchinson's estimator
@@ -141,6 +146,7 @@ def hessian_trace(f: Any, x: Any, *, method: str = "auto", num_samples: int = 20
                                     stderr=float(sem)))
 
 
+@float64
 def hessian_spectrum(f: Any, x: Any, *, num_matvecs: int = 30, num_samples: int = 20,
                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Spectral density of the Hessian by stochastic Lanczos quadrature: returns
@@ -169,6 +175,7 @@ def hessian_spectrum(f: Any, x: Any, *, num_matvecs: int = 30, num_samples: int 
     return np.concatenate(nodes), np.concatenate(weights)
 
 
+@float64
 def keskar_sharpness(f: Any, x: Any, eps: float = 1e-3, **kwargs) -> SharpnessResult:
     """Keskar et al. (2017): ``100 max_{|y_i - x_i| <= eps (|x_i| + 1)} (f(y) - f(x)) /
     (1 + f(x))``, maximized over the box by the library's ascent (a lower bound)."""
@@ -180,6 +187,7 @@ def keskar_sharpness(f: Any, x: Any, eps: float = 1e-3, **kwargs) -> SharpnessRe
     return _checked(SharpnessResult(100.0 * res.value / (1.0 + fx), "keskar:" + res.method))
 
 
+@float64
 def sam_sharpness(f: Any, x: Any, rho: float = 0.05, *, steps: int = 1,
                   seed: int = 0) -> SharpnessResult:
     """SAM sharpness: ``f(x + u_k) - f(x)`` after ``steps`` normalized ascent steps
@@ -206,6 +214,7 @@ def sam_sharpness(f: Any, x: Any, rho: float = 0.05, *, steps: int = 1,
     return _checked(SharpnessResult(float(obj.fun(xf + u) - obj.fun(xf)), f"sam({steps})"))
 
 
+@float64
 def adaptive_sharpness(f: Any, x: Any, rho: float = 0.05, *, eta: float = 1e-3,
                        **kwargs) -> SharpnessResult:
     """Adaptive sharpness: the maximal variation in the weighted norm
@@ -216,6 +225,7 @@ def adaptive_sharpness(f: Any, x: Any, rho: float = 0.05, *, eta: float = 1e-3,
     return _checked(SharpnessResult(res.value, "adaptive:" + res.method))
 
 
+@float64
 def relative_sharpness(f: Any, x: Any, r: float, **kwargs) -> SharpnessResult:
     """Dinh et al. (2017), for nonnegative f: ``max_{B(x, r)} (f(y) - f(x)) / (1 + f(x))``."""
     obj, xf = as_objective(f, x)
@@ -224,6 +234,7 @@ def relative_sharpness(f: Any, x: Any, r: float, **kwargs) -> SharpnessResult:
                                     "relative:" + res.method))
 
 
+@result_type("value")
 @dataclass(frozen=True)
 class VolumeResult(SharpnessResult):
     """Sublevel-set volume, in log space so that no dimension under- or overflows.
@@ -258,6 +269,7 @@ def _wilson(k: int, N: int, z: float = 1.96) -> tuple[float, float]:
     return max(centre - half, 0.0), min(centre + half, 1.0)
 
 
+@float64
 def sublevel_volume(f: Any, x: Any, delta: float, radius: float, *, num_samples: int = 4096,
                     seed: int = 0) -> VolumeResult:
     """Monte Carlo volume of ``S = {y in B(x, R) : f(y) <= f(x) + delta}`` (after

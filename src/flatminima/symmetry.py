@@ -19,6 +19,8 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from ._objective import as_objective
+from ._report import result_type
+from ._x64 import float64
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ class LeafSpace:
         return np.asarray(jax.vmap(lambda e: self.apply(jnp.asarray(coef), e))(eye).T)
 
 
+@result_type()
 @dataclass(frozen=True)
 class SymmetryAlgebra:
     """The symmetry Lie algebra found.
@@ -135,6 +138,7 @@ def _samples(xf, n, scale, seed):
     return jnp.asarray(np.asarray(xf) + scale * rng.standard_normal((n, xf.size)))
 
 
+@float64
 def linear_symmetries(f: Any, x_example: Any, *, space: str = "dense", n_samples: int | None = None,
                       scale: float = 1.0, tol: float = 1e-8, seed: int = 0) -> SymmetryAlgebra:
     """Discover the linear symmetries ``{A : <grad f(x), A x> = 0 for all x}``.
@@ -228,6 +232,7 @@ class ConservedQuantities:
                          ) if self.dim else jnp.zeros(0)
 
 
+@float64
 def conserved_quantities(algebra_or_f: Any, x_example: Any = None, **kwargs) -> ConservedQuantities:
     """The symmetric part of the symmetry algebra: conserved quantities of the gradient
     flow (SPEC section 7). Pass a :class:`SymmetryAlgebra`, or ``f`` and ``x_example``

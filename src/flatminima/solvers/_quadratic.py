@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._hessian import DENSE_HESSIAN_MAX_N, dense_hessian
+from .._hessian import DENSE_HESSIAN_MAX_N, NonFiniteDerivative, dense_hessian
 from .._norms import Norm, feasible_point
 from .._objective import Array, Objective
 from .._results import VariationResult
@@ -132,14 +132,20 @@ def is_quadratic(obj: Objective, x: Array, radius: float, *, seed: int = 0) -> b
     if not obj.is_jax or obj.n > DENSE_HESSIAN_MAX_N:
         return False
     rng = np.random.default_rng(seed)
-    H = np.asarray(dense_hessian(obj, x))
+    try:
+        H = np.asarray(dense_hessian(obj, x))
+    except NonFiniteDerivative:
+        return False
     f0, g0 = obj.value_and_grad(x)
     f0, g0 = float(f0), np.asarray(g0)
     if not (np.all(np.isfinite(H)) and np.all(np.isfinite(g0))):
         return False
     scale = max(float(radius), 1e-3) * (1.0 + float(np.linalg.norm(x)))
     x2 = x + jnp.asarray(rng.standard_normal(obj.n)) * scale
-    H2 = np.asarray(dense_hessian(obj, x2))
+    try:
+        H2 = np.asarray(dense_hessian(obj, x2))
+    except NonFiniteDerivative:
+        return False
     hnorm = max(np.linalg.norm(H), 1e-300)
     if not np.all(np.isfinite(H2)) or np.linalg.norm(H - H2) > 1e-9 * hnorm:
         return False
