@@ -60,6 +60,8 @@ from sklearn.datasets import load_digits
 import flatminima as fm
 from flatminima.solvers import ProjectedAscent
 
+jax.config.update("jax_enable_x64", True)  # the peers below run outside flatminima's calls
+
 SIZES = {"5e3": (64, 64, 10), "1e5": (64, 512, 128, 10)}
 BATCH = 257
 RADII = {"l2": 0.5, "linf": 2e-3, "adaptive": 0.05}

@@ -165,6 +165,7 @@ SHARDED = textwrap.dedent("""
     import os
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
     import jax, jax.numpy as jnp, numpy as np
+    jax.config.update("jax_enable_x64", True)
     import flatminima as fm
     assert len(jax.devices()) == 4
     rng = np.random.default_rng(0)

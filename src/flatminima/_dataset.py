@@ -30,6 +30,8 @@ from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from ._x64 import float64_methods
+
 Array = jax.Array
 _AXIS = "batches"
 
@@ -212,6 +214,7 @@ def _split(model: Any) -> tuple[Any, Callable[[Any], Any]]:
     return model, lambda p: p
 
 
+@float64_methods()
 class _DatasetBase:
     """Shared by :class:`DatasetLoss` and :class:`StreamedDatasetLoss`: the parameters, the
     loss on them and the checks of a point."""
@@ -263,6 +266,7 @@ class _DatasetBase:
                          f"the objective's .params or a flat vector of {self.n} entries (.point()).")
 
 
+@float64_methods("__call__")
 class DatasetLoss(_DatasetBase):
     """The mean loss over a data set held in device memory, as a JAX function of the
     parameters: ``f(params) = (1/N) sum_b n_b loss(params, batch_b)``.
@@ -337,6 +341,7 @@ class DatasetLoss(_DatasetBase):
         return ravel_pytree(hv)[0] if flat else hv
 
 
+@float64_methods()
 class StreamedDatasetLoss(_DatasetBase):
     """The mean loss over a data set read batch by batch at every evaluation, for data that
     do not fit in device memory: the same ``f`` as :class:`DatasetLoss`, presented as an
