@@ -25,11 +25,12 @@ examples and one of 255). Every figure is a ratio against its peer timed in the 
     Andriushchenko et al. (2023) (20 iterations, step 2 rho, momentum 0.75, step halving at
     the checkpoints of Croce and Hein (2020)), and Auto-PGD given the same number of
     gradient evaluations as ``max_variation`` used (checkpoints scaled). Target: our
-    value at least as high.
+    value at least as high (a gap of rounding size, 1e-12 relative, is a tie).
 (d) Peak memory: the rise of the peak resident set (Linux ``VmHWM``, reset just before)
-    during one call in a fresh process (compilation included), one process per method; and the same for the
-    streamed objective (:class:`flatminima.StreamedDatasetLoss`) over 7, 28 and 112
-    batches of 257 examples (value, gradient and one HVP), which must stay flat.
+    during one call in a fresh process (compilation included), one process per method;
+    and the same for the streamed objective (:class:`flatminima.StreamedDatasetLoss`)
+    over 7, 28 and 112 batches of 257 examples (value, gradient and one HVP), which must
+    stay flat.
 
 Run: ``python benchmarks/bench_networks.py`` (needs ``pip install flatminima[bench]``).
 
@@ -220,16 +221,17 @@ def run_network(params, X, y):
                             dtype=np.float64)
     v0 = np.random.default_rng(0).standard_normal(f.n)
     ref = float(sla.eigsh(op, k=1, which="LA", tol=1e-12, v0=v0)[0][0])
-    t_scipy, lam_scipy = timed(lambda: float(sla.eigsh(op, k=1, which="LA", tol=1e-3, v0=v0)[0][0]))
+    t_scipy, lam_scipy = timed(lambda: float(sla.eigsh(op, k=1, which="LA", tol=1e-3, v0=v0)[0][0]),
+                               repeat=2)
     t_ours, lam_ours = timed(lambda: fm.sharpness.hessian_eigmax(f, x, method="lanczos",
-                                                                 rtol=1e-3).value)
+                                                                 rtol=1e-3).value, repeat=2)
     torch.set_default_dtype(torch.float64)
     net = twin(params)
     Xt, yt = torch.tensor(X), torch.tensor(y)
     criterion = torch.nn.CrossEntropyLoss()
     torch.manual_seed(0)
     t_pyh, lam_pyh = timed(lambda: hessian(net, criterion, data=(Xt, yt), cuda=False)
-                           .eigenvalues(maxIter=100, tol=1e-3)[0][0])
+                           .eigenvalues(maxIter=100, tol=1e-3)[0][0], repeat=2)
 
     def eigenthings():
         operator = HessianOperator(net, [(Xt, yt)], supervised_loss(criterion))
@@ -240,7 +242,7 @@ def run_network(params, X, y):
                 return float(res.eigenvalues[0])
             m *= 2
 
-    t_eth, lam_eth = timed(eigenthings)
+    t_eth, lam_eth = timed(eigenthings, repeat=2)
     row["eig"] = {"ref": ref, "ours": (t_ours, lam_ours), "scipy": (t_scipy, lam_scipy),
                   "pyhessian": (t_pyh, lam_pyh), "eigenthings": (t_eth, lam_eth)}
 
@@ -372,13 +374,13 @@ def main() -> None:
 
     print("\n(c) worst-case sharpness max f(w + d) - f(w): max_variation against Auto-PGD")
     print(f"{'net':5s} {'ball':9s} {'radius':>7s} {'ours':>11s} {'APGD(20)':>11s} {'APGD(budget)':>12s} "
-          f"{'budget':>6s}  ours >= both")
+          f"{'budget':>6s} {'(ours-APGD)/ours':>16s}")
     for name, row in rows.items():
         for ball, r in RADII.items():
             c = row[ball]
-            ok = c["V"] >= max(c["apgd20"], c["apgd_budget"]) * (1 - 1e-12)
+            gap = (c["V"] - max(c["apgd20"], c["apgd_budget"])) / c["V"]
             print(f"{name:5s} {ball:9s} {r:7.0e} {c['V']:11.5g} {c['apgd20']:11.5g} "
-                  f"{c['apgd_budget']:12.5g} {c['evals']:6d}  {'yes' if ok else 'NO'}")
+                  f"{c['apgd_budget']:12.5g} {c['evals']:6d} {gap:16.1e}")
 
     print("\n(d) peak memory: rise of the peak RSS during one call (fresh process, compile included)")
     for name in SIZES:
