@@ -288,3 +288,16 @@ def test_property_quadratic_upper_is_valid_and_tight(seed, n, kind):
     assert res.upper >= indep - 1e-12 * scale
     assert res.upper - indep <= 1e-8 * (scale + res.upper)
     assert res.upper >= res.value
+
+
+def test_quadratic_of_a_list_of_layer_pairs_is_proven_through_the_objective():
+    """The structural check sees through the objective's own flattening (split, jit):
+    sum ||W||^2 + ||b||^2 over [(W, b), ...] is proven quadratic, V = r^2 + 2 r ||x||."""
+    pairs = [(np.ones((3, 2)), np.zeros(3)), (np.ones((1, 3)), np.zeros(1))]
+    f = lambda p: sum(jnp.sum(W**2) + jnp.sum(b**2) for W, b in p)
+    res = fm.max_variation(f, pairs, 0.1)
+    norm_x = np.sqrt(9.0)
+    assert res.method.startswith("exact_quadratic")
+    assert res.value == pytest.approx(0.01 + 2 * 0.1 * norm_x, rel=1e-12)
+    assert res.value <= res.upper <= res.value * (1 + 1e-12)
+    assert isinstance(res.argmax, list) and res.argmax[0][0].shape == (3, 2)

@@ -4,7 +4,7 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import flatminima as fm
@@ -29,6 +29,7 @@ def test_positive_scaling(seed, r, lam):
         fm.scaled_variation(v, lam), rel=1e-9, abs=1e-12)
 
 
+@settings(max_examples=8)  # each example compiles a new function: sized for make test
 @given(seeds, radii)
 def test_monotone_composition(seed, r):
     """phi(t) = t^3 + t is increasing: V[phi o q] = phi(q(x) + V[q]) - phi(q(x))."""
@@ -51,6 +52,7 @@ def test_sum_is_subadditive(seed, r):
     assert v_sum <= fm.max_variation(q1, x, r).value + fm.max_variation(q2, x, r).value + 1e-12
 
 
+@settings(max_examples=8)  # each example compiles a new function: sized for make test
 @given(seeds, radii)
 def test_separable_sum_identity(seed, r):
     """f(u, v) = g(u) + h(v): the 1-D maximization of the profiles equals V[f]."""
@@ -67,6 +69,7 @@ def test_separable_sum_identity(seed, r):
     assert 0 <= s <= r
 
 
+@settings(max_examples=8)  # each example compiles a new function: sized for make test
 @given(seeds, radii)
 def test_pointwise_max_identity(seed, r):
     f1, rng = random_quadratic(seed, 2)
@@ -90,6 +93,7 @@ def test_isometry_invariance(seed, r):
         fm.max_variation(q, T @ x, r).value, rel=1e-10, abs=1e-12)
 
 
+@settings(max_examples=8)  # each example compiles a new function: sized for make test
 @given(seeds, st.floats(0.05, 0.5))
 def test_polynomial_lipschitz_bound(seed, r):
     """V(x, r) <= L r with L the max of ||grad f|| on the ball, bounded crudely above."""

@@ -61,6 +61,10 @@ _EXPORTS = {
     "SymmetryAlgebra": ".symmetry",
     "conserved_quantities": ".symmetry",
     "linear_symmetries": ".symmetry",
+    "BalanceResult": ".networks",
+    "balance_network": ".networks",
+    "neuron_imbalance": ".networks",
+    "rescale_network": ".networks",
 }
 _SUBMODULES = ("examples", "sharpness", "solvers")
 
@@ -120,6 +124,12 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         gradient_flow,
         sam,
         verify_conserved,
+    )
+    from .networks import (  # noqa: F401
+        BalanceResult,
+        balance_network,
+        neuron_imbalance,
+        rescale_network,
     )
     from .symmetry import (  # noqa: F401
         ConservedQuantities,

@@ -20,7 +20,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -92,7 +91,7 @@ def top_eigenpairs_cost(n: int) -> int:
     return n if n <= DENSE_HESSIAN_MAX_N else min(n, TOP_EIGENPAIRS_LANCZOS_STEPS)
 
 
-@partial(jax.jit, static_argnums=0)
+@jax.jit
 def _dense_hessian_jax(fun, y):
     hvp = lambda v: jax.jvp(jax.grad(fun), (y,), (v,))[1]
     H = jax.vmap(hvp)(jnp.eye(y.shape[0]))
@@ -100,13 +99,10 @@ def _dense_hessian_jax(fun, y):
 
 
 def dense_hessian(obj: Objective, y: Array) -> Array:
-    """The Hessian at ``y`` as a dense symmetric matrix (exact for JAX objectives);
-    ``ValueError`` if it has a NaN (see :data:`NAN_ADVICE`)."""
-    if obj.is_jax:
-        H = _dense_hessian_jax(obj.fun, y)
-    else:
-        H = jnp.stack([obj.hvp(y, e) for e in jnp.eye(obj.n)])
-        H = 0.5 * (H + H.T)
+    """The Hessian at ``y`` as a dense symmetric matrix (exact for JAX objectives and
+    objects with ``hvp``); :class:`NonFiniteDerivative` if it has a NaN (see
+    :data:`NAN_ADVICE`)."""
+    H = _dense_hessian_jax(obj.fun, y)
     check_finite(H, "the Hessian at x")
     return H
 

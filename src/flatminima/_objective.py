@@ -4,11 +4,14 @@ Two kinds of objective come in:
 
 * a JAX-traceable function of one array or pytree that returns a scalar;
 * any object with a NumPy ``value_and_grad(x) -> (float, ndarray)`` method
-  (how a PyTorch model's loss comes in). It is bridged into JAX through
-  ``jax.pure_callback`` with a custom JVP, so gradients work and Hessian-vector
-  products fall back to central differences of the gradient.
+  (how a PyTorch model's loss comes in), and optionally ``hvp(x, v) -> ndarray``.
+  It is bridged into JAX through ``jax.pure_callback`` with custom JVPs: gradients
+  come from ``value_and_grad``, Hessian-vector products from ``hvp`` (exact) or,
+  for objects without one, from central differences of the gradient.
 
-Everything downstream works on ``Objective.fun``: flat ``(n,)`` vector to scalar.
+Everything downstream works on ``Objective.fun``: flat ``(n,)`` vector to scalar, a
+closure-converted :class:`~flatminima._flat.FlatFunction` (code plus the arrays it
+closes over), so compiled solvers are keyed on code and shapes and never own the data.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
+
+from ._flat import FlatFunction, bridge, convert
 
 Array = jax.Array
 
@@ -56,6 +61,12 @@ class Quadratic:
         return f"Quadratic(n={self.A.shape[0]})"
 
 
+def _is_number(v: Any) -> bool:
+    """A Python or NumPy number, or a 0-d array (a list of arrays of other shapes, such as
+    ``[(W, b), ...]``, is a pytree, not a vector)."""
+    return np.isscalar(v) or (hasattr(v, "shape") and tuple(v.shape) == ())
+
+
 def _is_numpy_objective(f: Any) -> bool:
     return hasattr(f, "value_and_grad") and callable(f.value_and_grad)
 
@@ -80,77 +91,15 @@ class Objective:
         return jax.value_and_grad(self.fun)(y)
 
     def hvp(self, y: Array, v: Array) -> Array:
-        """Hessian-vector product (exact for JAX objectives, central differences else)."""
-        if self.is_jax:
-            return jax.jvp(jax.grad(self.fun), (y,), (v,))[1]
-        grad = jax.grad(self.fun)
-        nv = jnp.linalg.norm(v)
-        h = 1e-5 * (1.0 + jnp.linalg.norm(y)) / jnp.where(nv > 0, nv, 1.0)
-        return (grad(y + h * v) - grad(y - h * v)) / (2 * h)
+        """Hessian-vector product ``H(y) v``: exact for JAX objectives and for objects
+        with an ``hvp`` method; central differences of the gradient for objects with
+        ``value_and_grad`` only."""
+        return _hvp(self.fun, y, v)
 
 
-class _FlatFunction:
-    """``y -> f(unravel(y))``, hashable by ``(f, structure)`` so compiled solvers are
-    reused across calls with the same objective (jit caches on static arguments)."""
-
-    def __init__(self, f: Callable, treedef: Any, shapes: tuple):
-        self.f, self.treedef, self.shapes = f, treedef, shapes
-        self._key = (treedef, shapes)
-
-    def unravel(self, y: Array) -> Any:
-        leaves, start = [], 0
-        for shape in self.shapes:
-            size = int(np.prod(shape, dtype=int))
-            leaves.append(y[..., start : start + size].reshape(y.shape[:-1] + shape))
-            start += size
-        return jax.tree_util.tree_unflatten(self.treedef, leaves)
-
-    def __call__(self, y: Array) -> Array:
-        return self.f(self.unravel(y))
-
-    # Hash and compare f by value: a bound method (``model.loss``) is a new object at each
-    # access but compares equal to itself, so compiled solvers are reused for it too.
-    def __hash__(self) -> int:
-        return hash((self.f, self._key))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _FlatFunction) and other.f == self.f and other._key == self._key
-
-
-_BRIDGES: dict[tuple[int, tuple[int, ...]], tuple[Any, Callable]] = {}
-
-
-def _bridge_numpy(obj: Any, shape: tuple[int, ...]) -> Callable[[Array], Array]:
-    """A JAX scalar function whose value and gradient come from ``obj.value_and_grad``.
-
-    Cached per (object, shape) so that compiled solvers are reused across calls.
-    """
-    key = (id(obj), shape)
-    if key in _BRIDGES and _BRIDGES[key][0] is obj:
-        return _BRIDGES[key][1]
-
-    def host_vg(y):
-        value, grad = obj.value_and_grad(np.asarray(y, dtype=float).reshape(shape))
-        grad = np.asarray(grad, dtype=float).reshape(-1)
-        return np.asarray(value, dtype=np.float64), grad
-
-    def call(y):
-        n = y.shape[-1]
-        spec = (jax.ShapeDtypeStruct((), jnp.float64), jax.ShapeDtypeStruct((n,), jnp.float64))
-        return jax.pure_callback(host_vg, spec, y, vmap_method="sequential")
-
-    @jax.custom_jvp
-    def fun(y):
-        return call(y)[0]
-
-    @fun.defjvp
-    def fun_jvp(primals, tangents):
-        (y,), (dy,) = primals, tangents
-        value, grad = call(y)
-        return value, grad @ dy
-
-    _BRIDGES[key] = (obj, fun)
-    return fun
+@jax.jit
+def _hvp(fun: FlatFunction, y: Array, v: Array) -> Array:
+    return jax.jvp(jax.grad(fun), (y,), (v,))[1]
 
 
 def as_objective(f: Any, x: Any, *, name: str = "f") -> tuple[Objective, Array]:
@@ -158,7 +107,7 @@ def as_objective(f: Any, x: Any, *, name: str = "f") -> tuple[Objective, Array]:
 
     Raises ``TypeError``/``ValueError`` naming the argument and the fix.
     """
-    if isinstance(x, (list, tuple)) and all(np.ndim(v) == 0 for v in x):
+    if isinstance(x, (list, tuple)) and x and all(_is_number(v) for v in x):
         x = np.asarray(x, dtype=float)  # a list of numbers is a vector; else a pytree
     try:
         leaves = jax.tree_util.tree_leaves(x)
@@ -180,16 +129,17 @@ def as_objective(f: Any, x: Any, *, name: str = "f") -> tuple[Objective, Array]:
     if _is_numpy_objective(f):
         if not isinstance(x, jax.Array):
             raise TypeError("objects with value_and_grad take a single array point x.")
-        fun = _bridge_numpy(f, tuple(x.shape))
-        obj = Objective(fun=fun, n=n, unravel=unravel, is_jax=False)
+        obj = Objective(fun=bridge(f, tuple(x.shape)), n=n, unravel=unravel, is_jax=False)
     elif callable(f):
         quadratic = f if isinstance(f, Quadratic) else None
         if quadratic is not None and quadratic.A.shape[0] != n:
             raise ValueError(
                 f"x has {n} coordinates but the quadratic has dimension {quadratic.A.shape[0]}."
             )
-        leaves, treedef = jax.tree_util.tree_flatten(x)
-        fun = _FlatFunction(f, treedef, tuple(tuple(leaf.shape) for leaf in leaves))
+        if isinstance(f, FlatFunction) and f.n == n and isinstance(x, jax.Array):
+            fun = f  # already an objective's flat function (callers pass obj.fun on)
+        else:
+            fun = convert(f, unravel, flat, name)
         obj = Objective(fun=fun, n=n, unravel=unravel, is_jax=True, quadratic=quadratic)
     else:
         raise TypeError(

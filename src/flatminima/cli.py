@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
+from ._cli_user import register as _register_user_commands
 from .plotting import format_number, format_point
 
 
@@ -59,6 +60,7 @@ app = typer.Typer(help="The geometry of flat minima: measure, compare, flatten."
                   cls=_ReportedGroup, rich_markup_mode=None, no_args_is_help=True,
                   add_completion=False, pretty_exceptions_show_locals=False)
 console = Console()
+_register_user_commands(app)
 
 
 def positive(value: float) -> float:
@@ -219,6 +221,13 @@ def demo(out: Path = typer.Option(Path("flatminima-demo"), callback=out_folder,
     _print_gallery(rows)
     lines += ["", "## Gallery: verdicts of every measure (x relative to y)", "",
               rows_to_markdown(rows)]
+    from ._cli_user import run_study_with_progress
+    from ._network_report import markdown_table, rich_table
+
+    net = run_study_with_progress(out, quick=True)
+    console.print(rich_table(net))
+    lines += ["", "## Networks on digits: flatness as trained and balanced (quick study)", "",
+              markdown_table(net)]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     console.print(f"report written to {out / 'report.md'}")
 

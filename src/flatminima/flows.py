@@ -59,7 +59,7 @@ def _schedule(step: Any, steps: int) -> jnp.ndarray:
     return jnp.asarray(out)
 
 
-@partial(jax.jit, static_argnames=("fun", "normalized", "rho_mode"))
+@partial(jax.jit, static_argnames=("normalized", "rho_mode"))
 def _run(fun, x0, alphas, normalized, rho_mode, rho):
     grad = jax.grad(fun)
 

@@ -1,60 +1,199 @@
 """PyTorch adapter (optional: ``pip install flatminima[torch]``).
 
-Wraps a model's loss as an object with a NumPy ``value_and_grad(x)`` over the flattened
-parameters, the form every flatminima function accepts.
+Wraps a model's loss as an object with NumPy ``value_and_grad(x)`` and ``hvp(x, v)``
+over the flattened trainable parameters, the form every flatminima function accepts.
+Evaluation goes through ``torch.func.functional_call``, so the model itself is never
+written to.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
 
 class TorchObjective:
-    """``x -> loss_fn(model with parameters x, *batch)`` with its gradient, in NumPy.
+    """``f(x) = loss_fn(model with trainable parameters x, *batch)``, with its exact
+    gradient and Hessian-vector products, in NumPy float64.
+
+    ``x`` is the concatenation of ``p.reshape(-1)`` over ``model.named_parameters()``
+    with ``requires_grad`` (the order of ``torch.nn.utils.parameters_to_vector``).
+    Gradients are ``torch.func.grad``; ``hvp(x, v) = H(x) v`` is the double backward
+    ``vjp(grad f)(v)`` (exact: ``H`` is symmetric).
 
     Args:
-        model: a ``torch.nn.Module``; its parameters are read once for :meth:`point` and
-            overwritten at each evaluation (the model is used as the evaluation buffer).
-        loss_fn: ``loss_fn(model, *batch)`` returning a scalar tensor.
-        batch: the fixed data the loss is evaluated on.
+        model: a ``torch.nn.Module``. Never modified: parameters are replaced only inside
+            ``functional_call``, buffers (BatchNorm running statistics, ...) are copied at
+            construction and the copies are passed explicitly, and the train/eval flags
+            are restored after each evaluation.
+        loss_fn: ``loss_fn(m, *batch)`` returning a scalar tensor, where ``m`` stands for
+            the model with parameters ``x``: call it (``m(X)``); ``m.parameters()`` and
+            ``m.named_parameters()`` yield the parameters ``x`` (for weight decay).
+        batch: the fixed data the loss is evaluated on, on the model's device.
+        train: ``False`` (default) evaluates the model in eval mode (running statistics,
+            no dropout): a deterministic function of ``x``. ``True`` evaluates in train
+            mode, so BatchNorm normalizes with the statistics of ``batch`` (the running
+            statistics are not updated); refused for models with active dropout, whose
+            train-mode loss is random.
 
-    Use ``model.double()`` for float64 accuracy; values and gradients are returned as
-    float64 NumPy values either way.
+    Precision: the model computes in its own dtype (:attr:`dtype`). ``x`` is rounded to
+    that dtype, so for a float32 model values carry relative rounding errors of order
+    ``1e-7`` times the loss's condition number, and gradients and Hessian-vector products
+    likewise; results are returned as float64. Use ``model.double()`` for float64 accuracy.
+
+    Example: for ``f(w, b) = mean((X w + b)^2)`` with rows of ``X`` all ones, ``f`` is
+    ``(w_1 + w_2 + b)^2`` and the Hessian is 2 everywhere.
+
+    >>> import torch
+    >>> model = torch.nn.Linear(2, 1).double()
+    >>> X, Y = torch.ones(4, 2, dtype=torch.float64), torch.zeros(4, 1, dtype=torch.float64)
+    >>> obj = TorchObjective(model, lambda m, X, Y: ((m(X) - Y) ** 2).mean(), X, Y)
+    >>> obj.hvp(obj.point(), np.array([1.0, 0.0, 0.0])).tolist()
+    [2.0, 2.0, 2.0]
+
+    Raises:
+        TypeError: ``model`` is not a ``torch.nn.Module``.
+        ValueError: the model has no trainable parameters, mixes dtypes or devices; a batch
+            tensor holds NaN or infinite values or sits on another device; the loss is not
+            a scalar; ``train=True`` with dropout.
     """
 
-    def __init__(self, model: Any, loss_fn: Callable, *batch: Any):
+    def __init__(self, model: Any, loss_fn: Callable, *batch: Any, train: bool = False):
         try:
             import torch
         except ImportError as err:  # pragma: no cover - exercised only without torch
             raise ImportError("TorchObjective needs PyTorch: pip install flatminima[torch]") from err
         self._torch = torch
-        self.model, self.loss_fn, self.batch = model, loss_fn, batch
-        self.params = [p for p in model.parameters() if p.requires_grad]
-        if not self.params:
-            raise ValueError("the model has no trainable parameters.")
-        self.n = sum(p.numel() for p in self.params)
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+        named = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
+        if not named:
+            raise ValueError("the model has no trainable parameters; set requires_grad=True "
+                             "on the parameters to measure.")
+        dtypes = {p.dtype for _, p in named}
+        devices = {p.device for _, p in named}
+        if len(dtypes) > 1 or len(devices) > 1:
+            raise ValueError(f"the trainable parameters mix dtypes {sorted(map(str, dtypes))} or "
+                             f"devices {sorted(map(str, devices))}; convert the model with "
+                             f"model.to(dtype, device).")
+        self.model, self.loss_fn, self.batch, self.train = model, loss_fn, batch, bool(train)
+        self.dtype, self.device = dtypes.pop(), devices.pop()
+        self._names = [k for k, _ in named]
+        self._shapes = [p.shape for _, p in named]
+        self._sizes = [p.numel() for _, p in named]
+        self.n = sum(self._sizes)
+        self._buffers = {k: b.detach().clone() for k, b in model.named_buffers()}
+        _check_batch(torch, batch, self.device)
+        modes = _mode_dependent(torch, model)
+        if self.train and modes["dropout"]:
+            raise ValueError("train=True with dropout makes the loss random (a new mask at "
+                             "each evaluation); use train=False (the default, eval mode) or "
+                             "call model.eval().")
+        if not self.train and model.training and (modes["dropout"] or modes["norm"]):
+            hint = ("; pass train=True to normalize with the batch statistics"
+                    if not modes["dropout"] else "")
+            warnings.warn("the model is in train mode but TorchObjective evaluates it in eval "
+                          f"mode (running statistics, no dropout){hint}.", UserWarning,
+                          stacklevel=2)
+        with torch.no_grad():
+            loss = self._loss(self._vector(self.point()))
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+            raise ValueError(f"loss_fn must return a scalar tensor, got {shape}; reduce it "
+                             f"(e.g. with .mean()).")
 
     def point(self) -> np.ndarray:
-        """The model's current parameters, flattened (float64)."""
-        return self._torch.nn.utils.parameters_to_vector(self.params).detach().cpu().double().numpy()
+        """The model's current trainable parameters, flattened (float64)."""
+        params = dict(self.model.named_parameters())
+        flat = self._torch.cat([params[k].detach().reshape(-1) for k in self._names])
+        return flat.cpu().double().numpy()
 
     def value_and_grad(self, x: Any) -> tuple[float, np.ndarray]:
-        torch = self._torch
+        """``(f(x), grad f(x))`` as a float and a float64 array of ``n`` entries."""
+        grad, value = self._torch.func.grad_and_value(self._loss)(self._vector(x))
+        return float(value.detach()), self._numpy(grad)
+
+    def hvp(self, x: Any, v: Any) -> np.ndarray:
+        """The Hessian-vector product ``H(x) v``, exact (double backward), float64."""
+        func = self._torch.func
+        _, pullback = func.vjp(func.grad(self._loss), self._vector(x))
+        return self._numpy(pullback(self._vector(v, name="v"))[0])
+
+    def _vector(self, x: Any, name: str = "x"):
         x = np.array(x, dtype=float).reshape(-1)  # a writable copy for torch
         if x.size != self.n:
-            raise ValueError(f"x has {x.size} entries but the model has {self.n} parameters.")
-        vec = torch.as_tensor(x, dtype=self.params[0].dtype, device=self.params[0].device)
-        with torch.no_grad():
-            torch.nn.utils.vector_to_parameters(vec, self.params)
-        for p in self.params:
-            p.grad = None
-        loss = self.loss_fn(self.model, *self.batch)
-        if loss.numel() != 1:
-            raise ValueError(f"loss_fn must return a scalar, got shape {tuple(loss.shape)}.")
-        loss.backward()
-        grad = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
-                          for p in self.params])
-        return float(loss.detach()), grad.detach().cpu().double().numpy()
+            raise ValueError(f"{name} has {x.size} entries but the model has {self.n} trainable "
+                             f"parameters; pass a vector like obj.point().")
+        return self._torch.as_tensor(x, dtype=self.dtype, device=self.device)
+
+    def _numpy(self, t) -> np.ndarray:
+        return t.detach().cpu().double().numpy().reshape(-1)
+
+    def _loss(self, flat):
+        torch = self._torch
+        params = {k: t.view(s) for k, t, s in
+                  zip(self._names, torch.split(flat, self._sizes), self._shapes)}
+        # train mode may write running statistics: give it fresh copies to write to
+        buffers = ({k: b.clone() for k, b in self._buffers.items()} if self.train
+                   else self._buffers)
+        with _mode(self.model, self.train):
+            return self.loss_fn(_Functional(self.model, params, buffers), *self.batch)
+
+
+class _Functional:
+    """Stands for ``model`` with the given parameters and buffers (``functional_call``)."""
+
+    def __init__(self, model: Any, params: dict, buffers: dict):
+        self._model, self._params, self._state = model, params, {**buffers, **params}
+
+    def __call__(self, *args: Any, **kwargs: Any):
+        from torch.func import functional_call
+
+        return functional_call(self._model, self._state, args, kwargs)
+
+    def named_parameters(self) -> Iterator:
+        return iter(self._params.items())
+
+    def parameters(self) -> Iterator:
+        return iter(self._params.values())
+
+    def __getattr__(self, name: str):
+        raise AttributeError(f"loss_fn's model argument supports m(...), m.parameters() and "
+                             f"m.named_parameters() only, not .{name}: submodules would not "
+                             f"see the parameters x.")
+
+
+@contextmanager
+def _mode(model: Any, train: bool) -> Iterator[None]:
+    flags = [(m, m.training) for m in model.modules()]
+    model.train(train)
+    try:
+        yield
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+def _mode_dependent(torch: Any, model: Any) -> dict[str, bool]:
+    """Whether the model has layers that act differently in train and eval mode."""
+    nn = torch.nn.modules
+    dropout = any(isinstance(m, nn.dropout._DropoutNd) and m.p > 0 for m in model.modules())
+    norm = any(isinstance(m, (nn.batchnorm._BatchNorm, nn.instancenorm._InstanceNorm))
+               and m.track_running_stats for m in model.modules())
+    return {"dropout": dropout, "norm": norm}
+
+
+def _check_batch(torch: Any, batch: tuple, device: Any) -> None:
+    for i, t in enumerate(batch):
+        if not isinstance(t, torch.Tensor):
+            continue
+        if t.device != device:
+            raise ValueError(f"batch[{i}] is on device {t.device} but the model is on {device}; "
+                             f"move it with .to({str(device)!r}).")
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"batch[{i}] contains NaN or infinite values; remove or "
+                             f"replace them before measuring.")

@@ -29,7 +29,7 @@ from .._results import VariationResult
 EPS = np.finfo(float).eps
 
 
-@partial(jax.jit, static_argnames=("fun", "kind", "max_iter"))
+@partial(jax.jit, static_argnames=("kind", "max_iter"))
 def _ascend(fun, kind, x, scale, z, step, radius, tol, max_iter):
     """Run the ascent from the rows of ``z``; returns final state and statistics."""
     vg = jax.vmap(jax.value_and_grad(lambda zz: fun(x + scale * zz)))

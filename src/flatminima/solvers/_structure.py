@@ -15,7 +15,7 @@ a polynomial). The rules, with why each holds in exact arithmetic:
   ``pow`` with a literal nonnegative integer exponent likewise;
 * ``div`` by a degree-0 divisor: the degree of the dividend;
 * linear rearrangements (``reshape``, ``broadcast_in_dim``, ``transpose``, ``slice``,
-  ``squeeze``, ``expand_dims``, ``concatenate``, ``pad``, ``rev``, ``copy``,
+  ``squeeze``, ``expand_dims``, ``concatenate``, ``pad``, ``rev``, ``copy``, ``split``,
   ``reduce_sum``, ``cumsum``) keep the degree, as do ``dynamic_slice``,
   ``dynamic_update_slice`` and ``gather`` with degree-0 indices, and
   ``convert_element_type`` to float64 (to an integer or a narrower float it rounds);
@@ -42,7 +42,7 @@ from jax.extend import core as jcore
 _MAX_OF_DEGREES = {"add", "sub", "add_any", "neg", "concatenate", "pad"}
 _LINEAR = {
     "reshape", "broadcast_in_dim", "transpose", "slice", "squeeze", "expand_dims", "rev",
-    "copy", "copy_p", "reduce_sum", "cumsum",
+    "copy", "copy_p", "reduce_sum", "cumsum", "split",
 }
 # operand position(s) that must be constant (indices), the rest keep their degree
 _INDEXED = {"dynamic_slice": 1, "gather": 1, "dynamic_update_slice": 2}
