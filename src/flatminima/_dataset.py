@@ -336,7 +336,7 @@ class DatasetLoss(_DatasetBase):
         """The Hessian-vector product ``H(x) v`` (exact, one batch at a time), as a pytree
         like :attr:`params`, or a flat vector when ``v`` is one."""
         params = self._as_params(x)
-        flat = jnp.ndim(v) == 1 and jax.tree_util.tree_structure(v).num_leaves == 1
+        flat = isinstance(v, (np.ndarray, jax.Array)) and v.ndim == 1
         hv = _jit_hvp(self._spec, self._groups, params, self._as_params(v))
         return ravel_pytree(hv)[0] if flat else hv
 
