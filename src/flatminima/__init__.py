@@ -26,6 +26,8 @@ _EXPORTS = {
     "max_of_variations": "._calculus",
     "scaled_variation": "._calculus",
     "separable_sum_variation": "._calculus",
+    "DatasetLoss": "._dataset",
+    "StreamedDatasetLoss": "._dataset",
     "Quadratic": "._objective",
     "Comparison": "._results",
     "CriticalComparison": "._results",
@@ -92,6 +94,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         scaled_variation,
         separable_sum_variation,
     )
+    from ._dataset import DatasetLoss, StreamedDatasetLoss  # noqa: F401
     from ._objective import Quadratic  # noqa: F401
     from ._order import (  # noqa: F401
         FlatMinimumResult,
