@@ -257,7 +257,7 @@ class _DatasetBase:
         if isinstance(x, self._model_type) and self._model_type not in (list, tuple, dict):
             x = _split(x)[0]
         leaves, treedef = jax.tree_util.tree_flatten(x)
-        if treedef == self._treedef and [jnp.shape(a) for a in leaves] == self._shapes:
+        if treedef == self._treedef and [jnp.shape(a) for a in leaves] == self._shapes:  # type: ignore[operator]
             return x
         if len(leaves) == 1 and jnp.ndim(leaves[0]) == 1 and jnp.shape(leaves[0])[0] == self.n:
             return self._unravel(jnp.asarray(leaves[0]))
@@ -314,7 +314,8 @@ class DatasetLoss(_DatasetBase):
 
     def __init__(self, loss: Callable, batches: Iterable, params: Any, *, devices: Any = None):
         self._setup_params(loss, params)
-        reader, by_size = _Reader(), {}
+        reader = _Reader()
+        by_size: dict = {}
         for batch in _iterate(batches):
             leaves, size = reader.read(batch)
             by_size.setdefault(size, []).append(leaves)
@@ -382,7 +383,7 @@ class StreamedDatasetLoss(_DatasetBase):
         if reader.count == 0:
             raise ValueError("batches is empty; pass at least one batch (a DataLoader over a "
                              "non-empty data set, or a non-empty list of arrays).")
-        self._check_loss(jax.tree_util.tree_unflatten(reader.treedef, first))
+        self._check_loss(jax.tree_util.tree_unflatten(reader.treedef, first))  # type: ignore[arg-type]
         self.num_examples, self.num_batches = reader.total, reader.count
         self._treedef_data = reader.treedef
         self._spec = _Spec(self._loss, self._mesh)
@@ -410,7 +411,8 @@ class StreamedDatasetLoss(_DatasetBase):
     def value_and_grad(self, x: Any) -> tuple[float, np.ndarray]:
         """``(f(x), grad f(x))`` for a flat ``x`` of ``n`` entries, in float64 NumPy."""
         params = self._as_params(jnp.asarray(x, dtype=jnp.float64).reshape(-1))
-        value, grad = 0.0, 0.0
+        value = 0.0
+        grad: Any = 0.0
         for groups in self._chunks():
             v, g = _jit_value_and_grad(self._spec, groups, params)
             value, grad = value + float(v), grad + np.asarray(ravel_pytree(g)[0])
@@ -420,7 +422,7 @@ class StreamedDatasetLoss(_DatasetBase):
         """The Hessian-vector product ``H(x) v`` (exact) for flat ``x`` and ``v``."""
         params = self._as_params(jnp.asarray(x, dtype=jnp.float64).reshape(-1))
         tangent = self._as_params(jnp.asarray(v, dtype=jnp.float64).reshape(-1))
-        hv = 0.0
+        hv: Any = 0.0
         for groups in self._chunks():
             hv = hv + np.asarray(ravel_pytree(_jit_hvp(self._spec, groups, params, tangent))[0])
         return hv
