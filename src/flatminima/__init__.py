@@ -68,7 +68,55 @@ _EXPORTS = {
 }
 _SUBMODULES = ("examples", "sharpness", "solvers")
 
-__all__ = sorted([*_EXPORTS, *_SUBMODULES])
+__all__ = [
+    "BalanceResult",
+    "Comparison",
+    "ConservationCheck",
+    "ConservedQuantities",
+    "CriticalComparison",
+    "DatasetLoss",
+    "DeepLinearNetwork",
+    "DistanceResult",
+    "FlatMinimumResult",
+    "FlatteningResult",
+    "FlowTrajectory",
+    "MatrixFactorization",
+    "Profile",
+    "Quadratic",
+    "Ranking",
+    "StreamedDatasetLoss",
+    "SymbolicSymmetries",
+    "SymmetryAlgebra",
+    "Trajectory",
+    "VariationResult",
+    "balance_network",
+    "compare",
+    "composed_variation",
+    "conserved_quantities",
+    "distance_profile",
+    "examples",
+    "flatness_along",
+    "flatness_profile",
+    "flattening_flow",
+    "gradient_descent",
+    "gradient_flow",
+    "is_flat_minimum",
+    "level_distance",
+    "linear_symmetries",
+    "max_of_variations",
+    "max_variation",
+    "neuron_imbalance",
+    "rank_minima",
+    "rescale_network",
+    "sam",
+    "scaled_variation",
+    "separable_sum_variation",
+    "sharpness",
+    "solvers",
+    "symbolic_symmetries",
+    "verify_conserved",
+]
+assert sorted(__all__) == sorted([*_EXPORTS, *_SUBMODULES])  # one list of public names
 
 
 def __getattr__(name: str) -> Any:

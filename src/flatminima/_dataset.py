@@ -299,10 +299,11 @@ class DatasetLoss(_DatasetBase):
     a flat vector of ``n`` entries) returns ``f(x)``.
 
     Raises:
-        TypeError / ValueError, before any computation: ``batches`` is not an iterable or is
-        empty; a batch holds NaN or infinite values, has leaves of different leading sizes
-        or differs in structure from the first; ``loss`` does not return a scalar; ``params``
-        holds no float arrays; a point ``x`` has a different number of parameters.
+        ValueError: before any computation (``TypeError`` for a wrong kind of argument):
+            ``batches`` is not an iterable or is empty; a batch holds NaN or infinite
+            values, has leaves of different leading sizes or differs in structure from the
+            first; ``loss`` does not return a scalar; ``params`` holds no float arrays; a
+            point ``x`` has a different number of parameters.
 
     >>> import jax.numpy as jnp, numpy as np
     >>> X = np.arange(10.0).reshape(5, 2); y = np.ones(5)

@@ -124,7 +124,8 @@ class Certified:
     balls. See the module docstring for the method.
 
     Args:
-        rtol, atol: stop when ``upper - value <= max(atol, rtol * value)``.
+        rtol: relative gap: stop when ``upper - value <= max(atol, rtol * value)``.
+        atol: absolute gap of the same test.
         max_boxes: budget of boxes evaluated.
         max_seconds: budget of time.
         precision: working precision of the ball arithmetic, in bits.
