@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 import inspect
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -22,7 +23,8 @@ import numpy as np
 import typer
 from rich.console import Console
 
-console = Console()
+# Piped output (a file, a log) is not cut to 80 columns; COLUMNS still sets the width.
+console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 errors = Console(stderr=True)
 
 

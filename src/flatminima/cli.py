@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +62,8 @@ class _ReportedGroup(TyperGroup):
 app = typer.Typer(help="The geometry of flat minima: measure, compare, flatten.",
                   cls=_ReportedGroup, rich_markup_mode=None, no_args_is_help=True,
                   add_completion=False, pretty_exceptions_show_locals=False)
-console = Console()
+# Piped output (a file, a log) is not cut to 80 columns; COLUMNS still sets the width.
+console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 _register_user_commands(app)
 
 
