@@ -20,6 +20,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -77,7 +78,7 @@ def hessian_operator(obj: Objective, y: Array) -> HessianOperator:
     """The Hessian of ``obj`` at ``y`` as an operator; its product is compiled once per
     objective code and shapes (``jax.jit`` at module level) and reused by every Lanczos
     step and restart, and by later calls."""
-    hvp = obj.hvp  # a module-level jitted product keyed on the objective's code and shapes:
+    hvp: Callable[..., Any] = obj.hvp  # a module-level jitted product keyed on the objective's code and shapes:
     # compiled once for every call on objectives of the same code, not once per call
     if obj.is_jax:
         eps = float(jnp.finfo(jax.eval_shape(obj.fun, y).dtype).eps)
