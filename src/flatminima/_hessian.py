@@ -78,8 +78,9 @@ def hessian_operator(obj: Objective, y: Array) -> HessianOperator:
     """The Hessian of ``obj`` at ``y`` as an operator; its product is compiled once per
     objective code and shapes (``jax.jit`` at module level) and reused by every Lanczos
     step and restart, and by later calls."""
-    hvp: Callable[..., Any] = obj.hvp  # a module-level jitted product keyed on the objective's code and shapes:
-    # compiled once for every call on objectives of the same code, not once per call
+    # a module-level jitted product keyed on the objective's code and shapes: compiled
+    # once for every call on objectives of the same code, not once per call
+    hvp: Callable[..., Any] = obj.hvp
     if obj.is_jax:
         eps = float(jnp.finfo(jax.eval_shape(obj.fun, y).dtype).eps)
         noise = NOISE_EPS_FACTOR * eps
