@@ -137,11 +137,7 @@ def compare(f: Any, x: Any, y: Any, radii: Any = None, *, rtol: float | None = N
     """
     if certified:
         return _certified_compare(f, x, y, radii, **kwargs)
-    obj, xf = as_objective(f, x, name="f")
-    _, yf = as_objective(f, y, name="f")
-    if xf.shape != yf.shape:
-        raise ValueError(f"x and y have {xf.size} and {yf.size} coordinates; pass points of "
-                         "the same shape.")
+    obj, xf, yf = _two_points(f, x, y)
     if radii is None:
         radii = _default_radii([xf, yf])
     px = flatness_profile(f, x, radii, **kwargs)
@@ -158,6 +154,16 @@ def compare(f: Any, x: Any, y: Any, radii: Any = None, *, rtol: float | None = N
         comparison = replace(comparison, critical=_compare_critical(
             f, obj, xf, yf, radii, rtol=comparison.rtol, n_decide=n_decide, **kwargs))
     return comparison
+
+
+def _two_points(f, x, y):
+    """The objective at x and both flat points, checked to have the same size."""
+    obj, xf = as_objective(f, x, name="f")
+    _, yf = as_objective(f, y, name="f")
+    if xf.shape != yf.shape:
+        raise ValueError(f"x and y have {xf.size} and {yf.size} coordinates; pass points of "
+                         "the same shape.")
+    return obj, xf, yf
 
 
 def _default_radii(flats):
@@ -216,11 +222,7 @@ def _certified_compare(f: Any, x: Any, y: Any, radii: Any = None, *, norm: str =
     base = Certified() if solver is None else solver
     if not isinstance(base, Certified):
         raise TypeError("compare(..., certified=True) takes solver=Certified(...) or None.")
-    _, xf = as_objective(f, x, name="f")
-    _, yf = as_objective(f, y, name="f")
-    if xf.shape != yf.shape:
-        raise ValueError(f"x and y have {xf.size} and {yf.size} coordinates; pass points of "
-                         "the same shape.")
+    _, xf, yf = _two_points(f, x, y)
     if radii is None:
         scale = max(float(jnp.max(jnp.abs(xf))), float(jnp.max(jnp.abs(yf))))
         radii = [0.1 * (1.0 + scale), 0.05 * (1.0 + scale)]
