@@ -18,7 +18,9 @@ Reference: B. N. Parlett, *The Symmetric Eigenvalue Problem*, SIAM 1998, ch. 13
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +35,8 @@ from ._objective import Array, Objective
 DENSE_HESSIAN_MAX_N = 400
 #: Lanczos steps used by :func:`top_eigenpairs` above that dimension.
 TOP_EIGENPAIRS_LANCZOS_STEPS = 200
+#: Relative Ritz residual at which :func:`rough_top_eigenvectors` stops (starting points).
+START_RTOL = 1e-2
 #: Relative accuracy of one Hessian-vector product: automatic differentiation is exact up
 #: to rounding, ``NOISE_EPS_FACTOR`` units of f's precision times the matrix scale ...
 NOISE_EPS_FACTOR = 100.0
@@ -248,6 +252,67 @@ def lanczos_top(op: HessianOperator, *, num_matvecs: int = 60, rtol: float = 1e-
     return result
 
 
+_REUSE: ContextVar[list | None] = ContextVar("flatminima_reuse_eigenvectors", default=None)
+
+
+@contextmanager
+def reuse_eigenvectors() -> Iterator[None]:
+    """Within this scope, :func:`rough_top_eigenvectors` at a point is computed once and
+    reused (a flatness profile, a comparison or a level distance asks for the same starts
+    at every radius). The results, and the objectives they belong to, are held only until
+    the outermost scope exits."""
+    token = _REUSE.set([]) if _REUSE.get() is None else None
+    try:
+        yield
+    finally:
+        if token is not None:
+            _REUSE.reset(token)
+
+
+def rough_top_eigenvectors(obj: Objective, y: Array, k: int, *, seed: int = 0,
+                           rtol: float = START_RTOL) -> tuple[np.ndarray, int]:
+    """:func:`_rough_top_eigenvectors`, reused within :func:`reuse_eigenvectors`: the
+    products spent are 0 for a reused result."""
+    memo = _REUSE.get()
+    if memo is None:
+        return _rough_top_eigenvectors(obj, y, k, seed=seed, rtol=rtol)
+    point = np.asarray(y)
+    for held, at, key, vecs in memo:
+        if held is obj and key == (k, seed, rtol) and np.array_equal(at, point):
+            return vecs, 0
+    vecs, spent = _rough_top_eigenvectors(obj, y, k, seed=seed, rtol=rtol)
+    memo.append((obj, point.copy(), (k, seed, rtol), vecs))
+    return vecs, spent
+
+
+def _rough_top_eigenvectors(obj: Objective, y: Array, k: int, *, seed: int = 0,
+                            rtol: float = START_RTOL) -> tuple[np.ndarray, int]:
+    """Approximations of the ``k`` top Hessian eigenvectors at ``y`` (rows, unit), and the
+    Hessian-vector products spent: dense below :data:`DENSE_HESSIAN_MAX_N`; above,
+    :func:`lanczos` stopped once the top ``k`` Ritz residual estimates are below
+    ``rtol |theta|`` (and the run has not broken down: after a breakdown it goes on, to
+    find the copies of repeated eigenvalues), at most :data:`TOP_EIGENPAIRS_LANCZOS_STEPS`
+    steps. Not verified by a fresh product: for starting points, where a direction off by
+    ``rtol`` is as good as the eigenvector."""
+    n = obj.n
+    if n <= DENSE_HESSIAN_MAX_N:
+        vals, vecs = np.linalg.eigh(np.asarray(dense_hessian(obj, y)))
+        return vecs[:, np.argsort(vals)[::-1][:k]].T, n
+    op = hessian_operator(obj, y)
+
+    def converged(kr: Krylov) -> bool:
+        if kr.breakdowns or len(kr.alpha) < k:
+            return False
+        lam, _, est = kr.ritz(k)
+        return bool(np.all(est <= rtol * np.maximum(np.abs(lam), op.noise_rtol * kr.scale)))
+
+    rng = np.random.default_rng(seed)
+    kr = lanczos(op, rng.standard_normal(n), min(n, TOP_EIGENPAIRS_LANCZOS_STEPS), rng,
+                 converged=converged, check_every=5)
+    vecs = kr.ritz(k)[1][::-1]
+    return vecs, len(kr.alpha)
+
+
 def top_eigenpairs(obj: Objective, y: Array, k: int, *, seed: int = 0,
                    rtol: float = 1e-6) -> tuple[Array, Array]:
     """The ``k`` largest Hessian eigenvalues at ``y`` (descending) and their eigenvectors
@@ -275,3 +340,14 @@ def top_eigenpairs(obj: Objective, y: Array, k: int, *, seed: int = 0,
                 f"{len(kr.alpha)} Lanczos steps; the eigenvalue lies within the residual.",
                 RuntimeWarning, stacklevel=2)
     return jnp.asarray(lam), jnp.asarray(vecs)
+
+
+def top_eigenvalue(obj: Objective, y: Array, *, seed: int = 0,
+                   rtol: float = 1e-10) -> tuple[float, int]:
+    """The largest Hessian eigenvalue at ``y`` and the products spent: dense below
+    :data:`DENSE_HESSIAN_MAX_N`, else :func:`lanczos_top` to ``rtol`` (relative residual;
+    never below what one product resolves; a ``RuntimeWarning`` if not reached)."""
+    if obj.n <= DENSE_HESSIAN_MAX_N:
+        return float(top_eigenpairs(obj, y, 1, seed=seed)[0][0]), obj.n
+    top = lanczos_top(hessian_operator(obj, y), rtol=rtol, seed=seed)
+    return top.value, top.n_matvecs

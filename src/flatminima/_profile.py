@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._hessian import top_eigenpairs
+from ._hessian import reuse_eigenvectors, top_eigenvalue
 from ._norms import make_norm
 from ._objective import as_objective, check_scalar
 from ._report import result_type
@@ -31,6 +31,8 @@ class Profile:
     fit of the smallest radii, with ``order_uncertainty``/``coefficient_uncertainty``).
     ``precision`` is the float type f is computed in (the coarsest of f's output and the
     point's leaves); every rounding-level threshold follows its ``eps``.
+    ``n_evals`` counts the evaluations of f (with its gradient) and ``n_hvp`` the
+    Hessian-vector products (a dense Hessian counts ``n``) spent on the whole profile.
     ``gradient_norm`` is ``||grad f(x)||_*`` (dual norm), the slope of the first-order
     term ``||grad f(x)||_* r`` of V; ``first_order`` whether f falls along
     ``-grad f(x)`` at the smallest radius by at least half of that term (x is not
@@ -53,6 +55,7 @@ class Profile:
     gradient_norm: float = 0.0
     first_order: bool = False
     point: Any = field(default=None, repr=False)
+    n_hvp: int = 0
 
     @property
     def eps(self) -> float:
@@ -103,6 +106,7 @@ def fit_order(radii, values, fx: float, tail: int = 4, eps: float = float(np.fin
 
 
 @float64
+@reuse_eigenvectors()
 def flatness_profile(
     f: Any,
     x: Any,
@@ -133,7 +137,8 @@ def flatness_profile(
     results = [chosen.solve(obj, xf, float(r), nrm, seed) for r in radii]
     values = np.array([res.value for res in results])
     uppers = np.array([np.nan if res.upper is None else res.upper for res in results])
-    n_evals = sum(res.n_evals for res in results)
+    n_evals = sum(res.n_evals for res in results) + 3  # f(x), grad f(x), the descent test
+    n_hvp = sum(res.n_hvp for res in results)
     fx = float(obj.fun(xf))
     alpha, c, d_alpha, d_c = fit_order(radii, values, fx, eps=obj.eps)
     basis = "fit"
@@ -150,13 +155,14 @@ def flatness_profile(
     if gdual > gtol and (exact or confirms(1.0, gdual)):
         alpha, c, d_alpha, d_c, basis = 1.0, gdual, 0.0, 0.0, "exact" if exact else "gradient"
     elif gdual <= gtol and nrm.kind == "l2" and nrm.scale is None:
-        lam = float(top_eigenpairs(obj, xf, 1, seed=seed)[0][0])
+        lam, spent = top_eigenvalue(obj, xf, seed=seed)
+        n_hvp += spent
         if lam > 0 and (exact or confirms(2.0, lam / 2.0)):
             alpha, c, d_alpha, d_c, basis = 2.0, lam / 2.0, 0.0, 0.0, "exact" if exact else "hessian"
     return Profile(radii, values, uppers, alpha, c, d_alpha, d_c, basis, fx,
                    results[0].method, n_evals, obj.precision, gdual,
                    _descends(obj, xf, g, nrm, float(radii[-1]), fx),
-                   in_structure(obj.unravel, xf))
+                   in_structure(obj.unravel, xf), n_hvp)
 
 
 def _descends(obj, xf, g, nrm, radius, fx) -> bool:

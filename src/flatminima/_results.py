@@ -127,6 +127,16 @@ class Comparison:
     curvature_tolerance: np.ndarray | None = field(default=None, repr=False)
     critical: CriticalComparison | None = None
 
+    @property
+    def n_evals(self) -> int:
+        """Evaluations of f (with its gradient) spent on both profiles."""
+        return self.profile_x.n_evals + self.profile_y.n_evals
+
+    @property
+    def n_hvp(self) -> int:
+        """Hessian-vector products spent on both profiles (a dense Hessian counts n)."""
+        return self.profile_x.n_hvp + self.profile_y.n_hvp
+
     def __bool__(self) -> bool:  # pragma: no cover - guard against misuse
         raise TypeError("use comparison.verdict, a string in "
                         "{'flatter', 'sharper', 'equivalent', 'undetermined'}")

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._hessian import DENSE_HESSIAN_MAX_N
+from ._hessian import DENSE_HESSIAN_MAX_N, reuse_eigenvectors
 from ._norms import make_norm
 from ._objective import as_objective, check_scalar
 from ._results import DistanceResult, VariationResult, in_structure
@@ -165,6 +165,7 @@ def max_variation(
 
 
 @float64
+@reuse_eigenvectors()
 def level_distance(
     f: Any,
     x: Any,

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._hessian import NonFiniteDerivative, top_eigenpairs, top_eigenpairs_cost
+from .._hessian import NonFiniteDerivative, rough_top_eigenvectors
 from .._norms import Norm, base_norm, feasible_point, project_z
 from .._objective import Array, Objective
 from .._results import VariationResult
@@ -39,6 +39,9 @@ def _ascend(fun, kind, x, scale, z, step, radius, tol, max_iter):
     # a NaN gradient (autodiff at a non-differentiable point) stops that start where it is
     nograd0 = ~jnp.all(jnp.isfinite(grad), axis=-1)
     grad = jnp.where(nograd0[:, None], 0.0, grad)
+    # a NaN step means "not chosen yet": the first step moves by the radius
+    gnorm = jnp.linalg.norm(grad, axis=-1)
+    step = jnp.where(jnp.isnan(step), radius / jnp.maximum(gnorm, 1e-300), step)
 
     def stationary(z, val, grad):
         gz = jnp.linalg.norm(grad, axis=-1)
@@ -113,11 +116,9 @@ class ProjectedAscent:
         use_hessian = self.n_eig > 0 and (obj.is_jax or n <= 50)
         if use_hessian:
             try:
-                _, vecs = top_eigenpairs(obj, x, min(self.n_eig, n), seed=seed)
-                vecs = np.asarray(vecs)
+                vecs, n_hvp = rough_top_eigenvectors(obj, x, min(self.n_eig, n), seed=seed)
             except (np.linalg.LinAlgError, NonFiniteDerivative):  # a NaN Hessian
-                vecs = np.full((1, n), np.nan)
-            n_hvp = top_eigenpairs_cost(n)
+                vecs, n_hvp = np.full((1, n), np.nan), 0
             if not np.all(np.isfinite(vecs)):
                 skipped.append("Hessian")
             for v in vecs[np.all(np.isfinite(vecs), axis=1)]:
@@ -155,14 +156,12 @@ class ProjectedAscent:
         z0 = radius * D
         if extra_starts is not None:
             z0 = jnp.concatenate([z0, project_z(norm.kind, jnp.asarray(extra_starts), radius)])
-        g0 = jax.vmap(jax.grad(lambda zz: obj.fun(x + scale * zz)))(z0)
-        g0n = jnp.linalg.norm(g0, axis=-1)
-        step0 = radius / jnp.where(jnp.isfinite(g0n), jnp.maximum(g0n, 1e-300), 1.0)
         k = z0.shape[0]
+        step0 = jnp.full(k, jnp.nan)
         z, val, step, it1, _, bad1 = _ascend(
             obj.fun, norm.kind, x, scale, z0, step0, radius, self.tol, self.explore_iter
         )
-        n_evals = 1 + 2 * k + k * int(it1)
+        n_evals = 1 + k + k * int(it1)
         order = np.argsort(-np.asarray(val))[: self.n_refine]
         z, val, step, it2, done, bad2 = _ascend(
             obj.fun, norm.kind, x, scale, z[order], step[order], radius, self.tol, self.max_iter
