@@ -12,18 +12,19 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 
-def check_tensors(torch: Any, batch: tuple, device: Any, label: Callable[[int], str]) -> None:
+def check_tensors(torch: Any, batch: tuple, device: Any, label: str) -> None:
     """Refuse tensors on another device than the model's, or holding NaN or inf;
-    ``label(i)`` names the ``i``-th tensor in the error."""
+    ``label.format(i)`` names the ``i``-th tensor in the error."""
     for i, t in enumerate(batch):
         if not isinstance(t, torch.Tensor):
             continue
+        name = label.format(i)
         if t.device != device:
-            raise ValueError(f"{label(i)} is on device {t.device} but the model is on {device}; "
+            raise ValueError(f"{name} is on device {t.device} but the model is on {device}; "
                              f"move the data with .to({str(device)!r}) (for a DataLoader, build "
                              f"its dataset from tensors on that device).")
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            raise ValueError(f"{label(i)} holds NaN or infinite values; remove or replace them "
+            raise ValueError(f"{name} holds NaN or infinite values; remove or replace them "
                              f"before measuring.")
 
 
@@ -56,7 +57,7 @@ class Loader:
             elif len(batch) != width:
                 raise ValueError(f"batch {index} has {len(batch)} tensors but batch 0 has "
                                  f"{width}; every batch must hold the same tensors.")
-            check_tensors(torch, batch, device, lambda i: f"batch {index} (tensor {i})")
+            check_tensors(torch, batch, device, f"batch {index} (tensor {{}})")
             size = _size(torch, batch, index)
             if size == 0:
                 raise ValueError(f"batch {index} has no examples; remove it from the data.")

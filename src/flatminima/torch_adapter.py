@@ -90,7 +90,7 @@ class TorchObjective:
         ValueError: the model has no trainable parameters, mixes dtypes or devices; a batch
             tensor holds NaN or infinite values or sits on another device (the error names
             the batch); ``data`` is empty, its batches differ in number of tensors, or a
-            pass reads a different number of examples; the loss is not a scalar;
+            pass reads a different number of examples; the loss is not a 0-d tensor;
             ``train=True`` with dropout or with a shuffled loader; ``x`` or ``v`` has not
             ``n`` entries.
 
@@ -142,7 +142,7 @@ class TorchObjective:
                           stacklevel=2)
         self._loader: Loader | None = None
         if data is None:
-            check_tensors(torch, batch, self.device, lambda i: f"batch[{i}]")
+            check_tensors(torch, batch, self.device, "batch[{}]")
             self._check_loss(batch)
             head = batch[0] if batch else None
             self.num_batches = 1
@@ -205,10 +205,10 @@ class TorchObjective:
         torch = self._torch
         with torch.no_grad():
             loss = self._loss(self._vector(self.point()), batch)
-        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        if not isinstance(loss, torch.Tensor) or loss.ndim != 0:  # torch.func.grad needs 0-d
             shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
-            raise ValueError(f"loss_fn must return a scalar tensor, got {shape}; reduce it "
-                             f"(e.g. with .mean()).")
+            raise ValueError(f"loss_fn must return a scalar (0-d) tensor, got {shape}; reduce "
+                             f"it (e.g. with .mean(), or .squeeze() for a single value).")
 
     def _vector(self, x: Any, name: str = "x"):
         x = np.array(x, dtype=float).reshape(-1)  # a writable copy for torch
