@@ -119,21 +119,47 @@ def torch_twin(model):
     return obj
 
 
-def test_equinox_and_pytorch_twins_agree():
+@pytest.fixture
+def one_torch_thread():
+    """Tiny networks: one intra-op thread (several stall on a loaded machine); restored after."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_equinox_and_pytorch_twins_agree(one_torch_thread):
+    """The same network in Equinox (DatasetLoss over 7 uneven batches), in PyTorch on the
+    whole data set at once, and in PyTorch through a DataLoader of the same 7 batches
+    (6 x 20 + 10): the same full-data average, variation and top Hessian eigenvalue,
+    the latter against the dense Hessian of the whole-data loss."""
+    torch = pytest.importorskip("torch")
+    from flatminima.torch_adapter import TorchObjective
+
     model = equinox_model()
     X, y = data()
     f = fm.DatasetLoss(cross_entropy, batches_of(X, y), model)
     twin = torch_twin(model)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.tensor(X), torch.tensor(y)), batch_size=20)
+    streamed = TorchObjective(twin.model, twin.loss_fn, data=loader)
+    assert (streamed.num_batches, streamed.num_examples, streamed.n) == (7, N, f.n)
     x = twin.point()
     np.testing.assert_array_equal(x, np.asarray(f.point()))  # same parameter order
-    solver = ProjectedAscent(n_eig=0, max_iter=300)  # the same starts for both objectives
+    ref_value, ref_grad = jax.value_and_grad(f)(jnp.asarray(x))
+    value, grad = streamed.value_and_grad(x)
+    assert abs(value - float(ref_value)) <= 1e-12 * float(ref_value)
+    assert relative(grad, ref_grad) <= 1e-12
+    solver = ProjectedAscent(n_eig=0, max_iter=300)  # the same starts for all objectives
     ours = fm.max_variation(f, f.params, 0.5, solver=solver)
-    theirs = fm.max_variation(twin, x, 0.5, solver=solver)
     assert ours.value > 0
-    assert abs(ours.value - theirs.value) <= 1e-6 * ours.value
-    # top Hessian eigenvalue: both against the dense Hessian of the whole-data loss (torch)
+    for g in (twin, streamed):
+        theirs = fm.max_variation(g, x, 0.5, solver=solver)
+        assert abs(ours.value - theirs.value) <= 1e-6 * ours.value
+    # top Hessian eigenvalue: all against the dense Hessian of the whole-data loss (torch)
     dense = float(np.linalg.eigvalsh(twin.dense_hessian(x))[-1])
-    for g, point in ((f, f.params), (twin, x)):
+    for g, point in ((f, f.params), (twin, x), (streamed, x)):
         top = fm.sharpness.hessian_eigmax(g, point, method="lanczos").value
         assert abs(top - dense) <= 1e-8 * dense
 

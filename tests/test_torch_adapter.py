@@ -1,5 +1,6 @@
 """The PyTorch adapter against the same loss written in JAX and against
-torch.autograd.functional.hessian (skipped without torch)."""
+torch.autograd.functional.hessian / torch.func.hessian, on one batch and through data
+loaders (skipped without torch)."""
 
 import copy
 import warnings
@@ -15,6 +16,15 @@ torch = pytest.importorskip("torch")
 from flatminima.torch_adapter import TorchObjective  # noqa: E402
 
 mse = lambda m, X, Y: ((m(X) - Y) ** 2).mean()
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny networks: one intra-op thread (several stall on a loaded machine); restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _mlp(dtype=torch.float64):
@@ -191,3 +201,178 @@ def test_randomness_in_the_model_is_refused_before_any_computation():
     obj = TorchObjective(model, lambda m, X, Y: ((m(X) - Y) ** 2).mean(), X, Y)
     with pytest.raises(ValueError, match="not deterministic.*eval"):
         fm.max_variation(obj, obj.point(), 0.01)
+
+
+# --- through a data loader: f = (1/N) sum_b n_b loss_fn(m, *batch_b) ------------------------
+
+
+def _loader(X, Y, batch_size, **kwargs):
+    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, Y), batch_size=batch_size,
+                                       **kwargs)
+
+
+def _whole(model, loss_fn, *batch):
+    """The whole-data loss as a function of the flat parameters, by torch.func directly."""
+    names = [k for k, _ in model.named_parameters()]
+    shapes = [p.shape for _, p in model.named_parameters()]
+
+    def f(v):
+        parts = torch.split(v, [s.numel() for s in shapes])
+        params = {k: p.reshape(s) for k, p, s in zip(names, parts, shapes)}
+        return loss_fn(lambda a: torch.func.functional_call(model, params, (a,)), *batch)
+
+    return f
+
+
+def _relative(a, b):
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+@pytest.mark.parametrize("kind", ["loader", "list", "shuffled"])
+def test_loader_gives_the_whole_data_value_gradient_and_hessian(kind):
+    torch.manual_seed(1)
+    X, Y = torch.randn(23, 3, dtype=torch.float64), torch.randn(23, 1, dtype=torch.float64)
+    model = _mlp()
+    if kind == "list":  # any re-iterable of tuples, very uneven (a batch of one example)
+        data, sizes = [(X[:7], Y[:7]), [X[7:8], Y[7:8]], (X[8:], Y[8:])], (3, 23)
+    else:  # 4 x 5 + 3
+        gen = torch.Generator().manual_seed(0)
+        data, sizes = _loader(X, Y, 5, shuffle=kind == "shuffled", generator=gen), (5, 23)
+    obj = TorchObjective(model, mse, data=data)
+    assert (obj.num_batches, obj.num_examples) == sizes
+    f = _whole(model, mse, X, Y)
+    x = obj.point()
+    xt = torch.tensor(x)
+    H = torch.func.hessian(f)(xt).numpy()
+    v = np.random.default_rng(1).standard_normal(obj.n)
+    value, grad = obj.value_and_grad(x)
+    assert isinstance(value, float) and grad.dtype == np.float64
+    assert abs(value - float(f(xt))) <= 1e-12 * float(f(xt))
+    assert _relative(grad, torch.func.grad(f)(xt).numpy()) <= 1e-12
+    assert _relative(obj.hvp(x, v), H @ v) <= 1e-12
+    top = fm.sharpness.hessian_eigmax(obj, x, method="lanczos").value  # passes the check
+    assert abs(top - np.linalg.eigvalsh(H)[-1]) <= 1e-8 * abs(np.linalg.eigvalsh(H)[-1])
+
+
+def test_shuffled_loader_rounds_differently_and_is_accepted():
+    """Each pass groups the examples differently: values differ by rounding only, which
+    the determinism check of the measures accepts; a noise layer is still refused."""
+    torch.manual_seed(1)
+    X, Y = torch.randn(23, 3, dtype=torch.float64), torch.randn(23, 1, dtype=torch.float64)
+    model = _mlp()
+    gen = torch.Generator().manual_seed(0)
+    obj = TorchObjective(model, mse, data=_loader(X, Y, 5, shuffle=True, generator=gen))
+    x = obj.point()
+    values = [obj.value_and_grad(x)[0] for _ in range(8)]
+    assert len(set(values)) > 1  # this seed's passes do round differently
+    assert max(values) - min(values) <= 8 * np.finfo(float).eps * max(values)
+    fm.max_variation(obj, x, 0.1, solver=ProjectedAscent(n_random=1, max_iter=20))
+
+    class Noise(torch.nn.Module):
+        def forward(self, x):
+            return x + 0.1 * torch.randn_like(x)
+
+    noisy = torch.nn.Sequential(torch.nn.Linear(3, 4), Noise(), torch.nn.Linear(4, 1)).double()
+    obj = TorchObjective(noisy, mse, data=[(X[:10], Y[:10]), (X[10:], Y[10:])])
+    with pytest.raises(ValueError, match=r"not deterministic.*shuffle=False"):
+        fm.max_variation(obj, obj.point(), 0.01)
+
+
+def test_measuring_through_a_loader_leaves_the_model_as_it_was():
+    model, X, Y = _bn_model()
+    model.train()
+    before = _state(model)
+    with pytest.warns(UserWarning, match="eval mode"):
+        obj = TorchObjective(model, mse, data=_loader(X, Y, 6))
+    x0 = obj.point()
+    fm.max_variation(obj, x0, 0.3, solver=ProjectedAscent(n_random=1, max_iter=30))
+    obj.hvp(x0 + 0.1, np.ones(obj.n))
+    # train mode: each batch normalized with its own statistics, the running ones untouched
+    obj_train = TorchObjective(model, mse, data=_loader(X, Y, 6), train=True)
+    reference = copy.deepcopy(model).train()
+    with torch.no_grad():  # batches 6, 6, 4 (updates reference's buffers only)
+        expected = sum(len(a) * float(mse(reference, a, b)) for a, b in _loader(X, Y, 6)) / 16
+    assert obj_train.value_and_grad(x0)[0] == pytest.approx(expected, rel=1e-14)
+    obj_train.hvp(x0, np.ones(obj.n))
+    after = _state(model)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert model.training and model[1].training
+    np.testing.assert_array_equal(obj.point(), x0)
+
+
+def test_float32_model_through_a_loader_is_computed_in_float32():
+    torch.manual_seed(2)
+    X, Y = torch.randn(23, 3), torch.randn(23, 1)
+    model32 = _mlp(torch.float32)
+    model64 = copy.deepcopy(model32).double()
+    obj32 = TorchObjective(model32, mse, data=_loader(X, Y, 5))
+    obj64 = TorchObjective(model64, mse, data=_loader(X.double(), Y.double(), 5))
+    assert obj32.dtype == torch.float32 and obj64.dtype == torch.float64
+    x0 = obj64.point()
+    v = np.random.default_rng(3).standard_normal(obj64.n)
+    v32, g32 = obj32.value_and_grad(x0)
+    v64, g64 = obj64.value_and_grad(x0)
+    hv32, hv64 = obj32.hvp(x0, v), obj64.hvp(x0, v)
+    assert isinstance(v32, float) and g32.dtype == hv32.dtype == np.float64
+    assert v32 != v64 and v32 == pytest.approx(v64, rel=1e-5)  # float32 rounding, not float64
+    assert _relative(g32, g64) <= 1e-5 and _relative(hv32, hv64) <= 1e-5
+    shuffled = TorchObjective(model32, mse, data=_loader(X, Y, 5, shuffle=True))
+    top = fm.sharpness.hessian_eigmax(shuffled, x0, method="lanczos").value  # accepted
+    assert top == pytest.approx(fm.sharpness.hessian_eigmax(obj64, x0, method="lanczos").value,
+                                rel=1e-4)
+
+
+def test_bad_data_errors_name_the_fix():
+    model = _mlp()
+    X, Y = torch.randn(12, 3, dtype=torch.float64), torch.randn(12, 1, dtype=torch.float64)
+    batches = [(X[:5], Y[:5]), (X[5:], Y[5:])]
+    empty = torch.utils.data.TensorDataset(X[:0], Y[:0])
+    with pytest.raises(ValueError, match="data is empty; pass at least one batch"):
+        TorchObjective(model, mse, data=torch.utils.data.DataLoader(empty, batch_size=4))
+    X_nan = X.clone()
+    X_nan[9, 1] = float("inf")
+    with pytest.raises(ValueError, match=r"batch 2 \(tensor 0\) holds NaN or infinite values"):
+        TorchObjective(model, mse, data=_loader(X_nan, Y, 4))
+    with pytest.raises(ValueError, match=r"batch 1 \(tensor 1\) is on device meta.*move the data"):
+        TorchObjective(model, mse, data=[batches[0], (X[5:], Y[5:].to("meta"))])
+    with pytest.raises(ValueError, match="batch 1 has 1 tensors but batch 0 has 2"):
+        TorchObjective(model, mse, data=[batches[0], (X[5:],)])
+    with pytest.raises(ValueError, match=r"scalar \(0-d\) tensor, got \(5, 1\); reduce it"):
+        TorchObjective(model, lambda m, X, Y: (m(X) - Y) ** 2, data=batches)
+    with pytest.raises(ValueError, match=r"got \(1,\); reduce it .*\.squeeze\(\)"):
+        TorchObjective(model, lambda m, X, Y: mse(m, X, Y).reshape(1), data=batches)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        TorchObjective(_mlp().requires_grad_(False), mse, data=batches)
+    obj = TorchObjective(model, mse, data=batches)
+    with pytest.raises(ValueError, match="x has 5 entries but the model has 21 trainable"):
+        obj.value_and_grad(np.zeros(5))
+    with pytest.raises(ValueError, match="v has 5 entries"):
+        obj.hvp(obj.point(), np.zeros(5))
+    with pytest.raises(TypeError, match=r"as a keyword: TorchObjective\(model, loss_fn, data=loader\)"):
+        TorchObjective(model, mse, _loader(X, Y, 4))
+    with pytest.raises(TypeError, match="not both"):
+        TorchObjective(model, mse, X, Y, data=batches)
+    with pytest.raises(TypeError, match="one-shot iterator"):
+        TorchObjective(model, mse, data=(b for b in batches))
+    with pytest.raises(TypeError, match="re-iterable of batches"):
+        TorchObjective(model, mse, data=X)
+    with pytest.raises(TypeError, match="batch 0 is a dict"):
+        TorchObjective(model, mse, data=[{"X": X, "Y": Y}])
+    with pytest.raises(ValueError, match="batch 1 has no examples"):
+        TorchObjective(model, mse, data=[batches[0], (X[:0], Y[:0])])
+    with pytest.raises(ValueError, match="drop_last=False or shuffle=False"):
+        TorchObjective(model, mse, data=_loader(X, Y, 5, shuffle=True, drop_last=True))
+    bn_model, Xb, Yb = _bn_model()
+    with pytest.raises(ValueError, match="shuffle=False or use train=False"):
+        TorchObjective(bn_model, mse, data=_loader(Xb, Yb, 6, shuffle=True), train=True)
+    batches.append((X[:3], Y[:3]))  # the data change after construction
+    with pytest.raises(ValueError, match="gave 15 examples, not the 12 of the first"):
+        obj.value_and_grad(obj.point())
+
+
+def test_one_batch_counts_as_one_batch_of_its_examples():
+    X, Y = torch.randn(10, 3, dtype=torch.float64), torch.randn(10, 1, dtype=torch.float64)
+    obj = TorchObjective(_mlp(), mse, X, Y)
+    assert (obj.num_batches, obj.num_examples, obj.data) == (1, 10, None)
+    assert TorchObjective(_mlp(), lambda m: sum((p ** 2).sum() for p in m.parameters())).num_examples is None

@@ -68,15 +68,37 @@ def _is_number(v: Any) -> bool:
 
 
 def _check_deterministic(f: Any, x: np.ndarray, name: str) -> None:
-    """Two evaluations of an object's ``value_and_grad`` at x must agree exactly: every
-    measure assumes f is a function. Randomness in a model (dropout, noise layers, a
-    sampled batch) fails here, before any computation."""
+    """Two evaluations of an object's ``value_and_grad`` at x must agree: every measure
+    assumes f is a function. Randomness in a model (dropout, noise layers, a sampled batch)
+    fails here, before any computation. They must agree exactly, except for an object that
+    sums over batches (a ``num_batches`` attribute above 1): a shuffled loader groups the
+    examples differently at each pass, and sums of the same terms grouped differently
+    round differently, so there they may differ by ``1e3 eps |f|`` (``eps`` of the
+    object's ``dtype``; float64 when it has none)."""
     v1, v2 = (float(np.asarray(f.value_and_grad(x.copy())[0]).reshape(())) for _ in range(2))
-    if v1 != v2 and not (np.isnan(v1) and np.isnan(v2)):
-        raise ValueError(
-            f"{name} is not deterministic: two evaluations at x gave {v1!r} and {v2!r}. "
-            "Remove the randomness (evaluate the model in eval mode: model.eval() or "
-            "TorchObjective(..., train=False); fix the batch and any noise layer).")
+    if v1 == v2 or (np.isnan(v1) and np.isnan(v2)):
+        return
+    batched = getattr(f, "num_batches", 1) > 1
+    if batched and abs(v1 - v2) <= 1e3 * _eps_of(f) * max(abs(v1), abs(v2)):
+        return
+    hint = ("; read the batches in the same order at each pass (shuffle=False)" if batched
+            else "")
+    raise ValueError(
+        f"{name} is not deterministic: two evaluations at x gave {v1!r} and {v2!r}. "
+        "Remove the randomness (evaluate the model in eval mode: model.eval() or "
+        f"TorchObjective(..., train=False); fix the batch and any noise layer{hint}).")
+
+
+def _eps_of(f: Any) -> float:
+    """The machine epsilon of an object's ``dtype`` attribute (a torch dtype is read by
+    name), float64's when it has none or it is not a float type."""
+    try:
+        dtype = jnp.dtype(str(getattr(f, "dtype", "float64")).removeprefix("torch."))
+    except TypeError:
+        dtype = jnp.dtype(jnp.float64)
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        dtype = jnp.dtype(jnp.float64)
+    return float(jnp.finfo(dtype).eps)
 
 
 def _is_numpy_objective(f: Any) -> bool:
