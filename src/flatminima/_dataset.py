@@ -327,6 +327,7 @@ class DatasetLoss(_DatasetBase):
         self._check_loss(first)
         self.num_examples, self.num_batches = reader.total, reader.count
         self._spec = _Spec(self._loss, _mesh(devices))
+        self._conversions: dict = {}  # as_objective's conversions of this fixed function
         self._groups = tuple(
             _stack(group, [size / reader.total] * len(group), reader.treedef, self._spec.mesh)
             for size, group in sorted(by_size.items()))

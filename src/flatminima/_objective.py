@@ -177,7 +177,7 @@ def as_objective(f: Any, x: Any, *, name: str = "f") -> tuple[Objective, Array]:
         if isinstance(f, FlatFunction) and f.n == n and isinstance(x, jax.Array):
             fun = f  # already an objective's flat function (callers pass obj.fun on)
         else:
-            fun = convert(f, unravel, flat, name)
+            fun = _converted(f, x, unravel, flat, name)
         obj = Objective(fun=fun, n=n, unravel=unravel, is_jax=True, quadratic=quadratic,
                         source=f)
     else:
@@ -188,6 +188,22 @@ def as_objective(f: Any, x: Any, *, name: str = "f") -> tuple[Objective, Array]:
     obj = replace(obj, **_precision(f, obj, flat, input_dtypes))
     check_value(obj, flat, name=name)
     return obj, flat
+
+
+def _converted(f: Any, x: Any, unravel: Any, flat: Array, name: str) -> FlatFunction:
+    """:func:`convert`, done once per point structure for an object holding a
+    ``_conversions`` dict (flatminima's own objectives over fixed data, such as
+    :class:`DatasetLoss`, whose function never changes): the result is kept in that dict,
+    so it lives exactly as long as the object. Functions of the user are converted at each
+    call, since what they close over may have changed."""
+    memo = getattr(f, "_conversions", None)
+    if not isinstance(memo, dict):
+        return convert(f, unravel, flat, name)
+    key = (jax.tree_util.tree_structure(x),
+           tuple((a.shape, a.dtype) for a in jax.tree_util.tree_leaves(x)))
+    if key not in memo:
+        memo[key] = convert(f, unravel, flat, name)
+    return memo[key]
 
 
 def _precision(f: Any, obj: Objective, flat: Array, input_dtypes: list) -> dict:
