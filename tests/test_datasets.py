@@ -293,3 +293,21 @@ def test_batch_with_mismatched_leading_sizes_is_refused():
 def test_arrays_instead_of_batches_are_refused():
     with pytest.raises(TypeError, match="cut arrays into a list of batches"):
         fm.DatasetLoss(cross_entropy, data()[0], equinox_model())
+
+
+def test_a_measured_dataset_loss_is_freed_when_deleted():
+    """The objective keeps its converted function, which must not refer back to it: the
+    data are freed at ``del`` by reference counting, without waiting for the collector."""
+    import gc
+    import weakref
+
+    X, y = data()
+    f = fm.DatasetLoss(cross_entropy, batches_of(X, y), equinox_model())
+    fm.sharpness.hessian_eigmax(f, f.point())
+    ref = weakref.ref(f)
+    gc.disable()
+    try:
+        del f
+        assert ref() is None
+    finally:
+        gc.enable()

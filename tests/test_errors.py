@@ -75,3 +75,25 @@ def test_nan_inside_the_ball_is_reported_not_ignored():
     assert res.nonfinite
     assert "NaN or infinite" in res.message
     assert any("NaN or infinite" in str(w.message) for w in caught)
+
+
+def test_warnings_name_the_callers_line_from_threads_too():
+    """A warning of flatminima names the line of the caller's code (not a line inside the
+    package), and issuing it changes no process-wide state, so calls from several
+    threads at once leave the warning filters as they were."""
+    import threading
+
+    f = lambda y: jnp.linalg.norm(y) + 0.1 * y[0] ** 2  # autodiff gives NaN at 0
+    with pytest.warns(RuntimeWarning, match="NaN") as record:
+        fm.max_variation(f, jnp.zeros(3), 0.1)
+    assert record[0].filename == __file__
+    filters, show = list(warnings.filters), warnings.showwarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        threads = [threading.Thread(target=lambda i=i: [fm.max_variation(
+            f, jnp.zeros(3), 0.1 + 0.01 * i + 0.001 * k) for k in range(3)]) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert warnings.filters == filters and warnings.showwarning is show

@@ -121,3 +121,19 @@ def test_pytree_point():
     f = lambda p: jnp.sum(p["w"] ** 2) + 3.0 * p["b"] ** 2
     res = fm.max_variation(f, {"w": jnp.zeros(3), "b": jnp.array(0.0)}, 0.1)
     assert res.value == pytest.approx(3.0 * 0.01, rel=1e-12)
+
+
+def test_ascent_starts_separate_a_clustered_top_of_the_spectrum():
+    """n = 500 (the Lanczos path for the starting directions), f = y'Hy / 2 with top
+    eigenvalues 1 and 1 - 1e-3: V(0, r) = r^2 / 2 exactly. A start that mixes the two top
+    eigenvectors (a Ritz vector with a small residual but a small gap) falls short by
+    about the gap times the mixing, and the ascent separates them only slowly."""
+    rng = np.random.default_rng(1)
+    n = 500
+    Q = np.linalg.qr(rng.normal(size=(n, n)))[0]
+    lam = np.concatenate([[1.0, 1.0 - 1e-3], rng.uniform(-1.0, 0.99, n - 2)])
+    H = jnp.asarray((Q * lam) @ Q.T)
+    f = lambda y: 0.5 * y @ H @ y
+    for r in (0.1, 0.01):
+        res = fm.max_variation(f, np.zeros(n), r)
+        assert res.value == pytest.approx(0.5 * r**2, rel=1e-10)

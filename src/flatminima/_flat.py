@@ -163,9 +163,12 @@ def _inline_calls(jaxpr: Jaxpr, consts: list, *args: Any) -> list:
     return [read(v) for v in jaxpr.outvars]
 
 
-def convert(f: Callable, unravel: Callable, flat: Array, name: str = "f") -> FlatFunction:
+def convert(f: Callable, unravel: Callable, flat: Array, name: str = "f", *,
+            hold_f: bool = True) -> FlatFunction:
     """Closure-convert ``y -> f(unravel(y))``, traced at the point ``flat`` (see the
-    module docstring).
+    module docstring). The result holds ``f`` alive unless ``hold_f`` is False (for a
+    result kept by ``f`` itself: holding ``f`` would make a reference cycle, and the
+    arrays in it would wait for the garbage collector).
 
     Raises ``ValueError`` when tracing ``f`` fails or ``f`` does not return one scalar.
     """
@@ -194,7 +197,8 @@ def convert(f: Callable, unravel: Callable, flat: Array, name: str = "f") -> Fla
         key = ("own", next(_counter))
     _TRACES[key] = trace
     consts = tuple(jnp.asarray(c) for c in closed.consts)  # on the device once, not per call
-    return FlatFunction(_JaxprCode(key, trace), consts, flat.shape[0], keep=(f, trace))
+    return FlatFunction(_JaxprCode(key, trace), consts, flat.shape[0],
+                        keep=(f, trace) if hold_f else (trace,))
 
 
 # --- objects with a NumPy value_and_grad ------------------------------------------------

@@ -17,8 +17,6 @@ Reference: B. N. Parlett, *The Symmetric Eigenvalue Problem*, SIAM 1998, ch. 13
 
 from __future__ import annotations
 
-import functools
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -29,9 +27,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy.linalg import eigh_tridiagonal
-from threadpoolctl import ThreadpoolController
 
 from ._objective import Array, Objective
+from ._warn import warn
 
 #: Largest dimension for which the Hessian is formed densely (n Hessian-vector products).
 DENSE_HESSIAN_MAX_N = 400
@@ -39,6 +37,9 @@ DENSE_HESSIAN_MAX_N = 400
 TOP_EIGENPAIRS_LANCZOS_STEPS = 200
 #: Relative Ritz residual at which :func:`rough_top_eigenvectors` stops (starting points).
 START_RTOL = 1e-2
+#: ... and at which its Rayleigh-quotient error estimate ``res^2 / gap`` must be, relative:
+#: the resolution at which ``compare`` reads V in float64.
+START_VALUE_RTOL = 1e-10
 #: Relative accuracy of one Hessian-vector product: automatic differentiation is exact up
 #: to rounding, ``NOISE_EPS_FACTOR`` units of f's precision times the matrix scale ...
 NOISE_EPS_FACTOR = 100.0
@@ -153,9 +154,24 @@ class Krylov:
                                 select_range=(m - count, m - 1))
 
 
+# The loop's vector work goes through np.einsum (its own single-threaded loops), not BLAS:
+# OpenBLAS's threads spin for a while after each call and, on a machine with few cores,
+# take them from the Hessian-vector product that follows (measured: a product took 52 ms
+# inside the loop against 28 ms alone, 1e5 parameters, 2 cores). Limiting BLAS's threads
+# instead would change process-wide state, which is not safe with threads.
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.einsum("i,i->", a, b))
+
+
+def _norm(a: np.ndarray) -> float:
+    return float(np.sqrt(_dot(a, a)))
+
+
 def _orthogonalise(w: np.ndarray, Q: np.ndarray) -> np.ndarray:
     for _ in range(2):  # classical Gram-Schmidt twice: orthogonal to working precision
-        w = w - Q.T @ (Q @ w)
+        w = w - np.einsum("kn,k->n", Q, np.einsum("kn,n->k", Q, w))
     return w
 
 
@@ -169,29 +185,12 @@ def lanczos(op: HessianOperator, v0: np.ndarray, num_steps: int, rng: np.random.
     random vector (drawn from ``rng``) orthogonal to the basis, with ``beta_k = 0`` in T.
     It also ends when the basis spans ``R^n`` or ``converged(krylov)`` holds (tested
     every ``check_every`` steps and at each breakdown).
-
-    NumPy's BLAS runs on one thread meanwhile: its idle threads spin between calls and,
-    on a machine with few cores, take the cores from the Hessian-vector products (measured:
-    a product took 52 ms inside the loop against 28 ms alone, 1e5 parameters, 2 cores).
     """
-    with _blas_controller().limit(limits=1, user_api="blas"):
-        return _lanczos(op, v0, num_steps, rng, stop_at_breakdown, converged, check_every)
-
-
-@functools.cache
-def _blas_controller() -> ThreadpoolController:
-    """The process's thread pools, found once (a search of the loaded libraries, ~8 ms)."""
-    return ThreadpoolController()
-
-
-def _lanczos(op: HessianOperator, v0: np.ndarray, num_steps: int, rng: np.random.Generator,
-             stop_at_breakdown: bool, converged: Callable[[Krylov], bool] | None,
-             check_every: int) -> Krylov:
     n = op.n
     m = int(min(num_steps, n))
     Q, alpha, beta = np.zeros((m, n)), np.zeros(m), np.zeros(m)
     q = np.asarray(v0, dtype=float)
-    q = q / np.linalg.norm(q)
+    q = q / _norm(q)
     scale, breakdowns = 0.0, 0
 
     def snapshot(j: int) -> Krylov:
@@ -200,9 +199,9 @@ def _lanczos(op: HessianOperator, v0: np.ndarray, num_steps: int, rng: np.random
     for k in range(m):
         Q[k] = q
         w = op(q)
-        alpha[k] = q @ w
+        alpha[k] = _dot(q, w)
         w = _orthogonalise(w - alpha[k] * q - (beta[k - 1] * Q[k - 1] if k else 0.0), Q[: k + 1])
-        b = float(np.linalg.norm(w))
+        b = _norm(w)
         scale = max(scale, abs(alpha[k]), b)
         broke = b <= op.noise_rtol * scale
         beta[k] = 0.0 if broke else b
@@ -213,9 +212,9 @@ def _lanczos(op: HessianOperator, v0: np.ndarray, num_steps: int, rng: np.random
             break
         if broke:
             w = _orthogonalise(rng.standard_normal(n), Q[: k + 1])
-            if np.linalg.norm(w) <= 1e-8 * np.sqrt(n):  # the basis spans R^n numerically
+            if _norm(w) <= 1e-8 * np.sqrt(n):  # the basis spans R^n numerically
                 break
-        q = w / np.linalg.norm(w)
+        q = w / _norm(w)
     return snapshot(k)
 
 
@@ -272,10 +271,10 @@ def lanczos_top(op: HessianOperator, *, num_matvecs: int = 60, rtol: float = 1e-
     result = TopEigenvalue(best.value, best.residual, best.tolerance, best.vector, used,
                            best.converged)
     if not result.converged:
-        warnings.warn(
+        warn(
             f"Lanczos did not reach the residual {result.tolerance:.3g} within {max_matvecs} "
             f"Hessian-vector products (reached {result.residual:.3g}; the eigenvalue lies within "
-            "it); raise max_matvecs or num_matvecs, or loosen rtol.", RuntimeWarning, stacklevel=3)
+            "it); raise max_matvecs or num_matvecs, or loosen rtol.", RuntimeWarning)
     return result
 
 
@@ -316,11 +315,15 @@ def _rough_top_eigenvectors(obj: Objective, y: Array, k: int, *, seed: int = 0,
                             rtol: float = START_RTOL) -> tuple[np.ndarray, int]:
     """Approximations of the ``k`` top Hessian eigenvectors at ``y`` (rows, unit), and the
     Hessian-vector products spent: dense below :data:`DENSE_HESSIAN_MAX_N`; above,
-    :func:`lanczos` stopped once the top ``k`` Ritz residual estimates are below
-    ``rtol |theta|`` (and the run has not broken down: after a breakdown it goes on, to
-    find the copies of repeated eigenvalues), at most :data:`TOP_EIGENPAIRS_LANCZOS_STEPS`
-    steps. Not verified by a fresh product: for starting points, where a direction off by
-    ``rtol`` is as good as the eigenvector."""
+    :func:`lanczos` stopped once each of the top ``k`` Ritz pairs has a residual estimate
+    ``res <= rtol |theta|`` and a Rayleigh-quotient error estimate ``res^2 / gap`` below
+    :data:`START_VALUE_RTOL` ``|theta|`` (``gap`` the distance to the nearest other Ritz
+    value; never below what one product resolves). The second test matters on clustered
+    spectra: there a Ritz vector with a small residual is still a mixture of the
+    eigenvectors of the cluster, from which the ascent separates them only slowly. The run
+    does not stop at a breakdown (it goes on, to find the copies of repeated eigenvalues);
+    at most :data:`TOP_EIGENPAIRS_LANCZOS_STEPS` steps. Not verified by a fresh product:
+    these are starting points."""
     n = obj.n
     if n <= DENSE_HESSIAN_MAX_N:
         vals, vecs = np.linalg.eigh(np.asarray(dense_hessian(obj, y)))
@@ -328,10 +331,16 @@ def _rough_top_eigenvectors(obj: Objective, y: Array, k: int, *, seed: int = 0,
     op = hessian_operator(obj, y)
 
     def converged(kr: Krylov) -> bool:
-        if kr.breakdowns or len(kr.alpha) < k:
+        if kr.breakdowns or len(kr.alpha) <= k:
             return False
-        lam, est = kr.estimates(k)
-        return bool(np.all(est <= rtol * np.maximum(np.abs(lam), op.noise_rtol * kr.scale)))
+        lam, est = kr.estimates(k + 1)
+        floor = op.noise_rtol * kr.scale
+        size = np.maximum(np.abs(lam), floor)
+        gap = np.array([np.min(np.abs(np.delete(lam, i) - lam[i])) for i in range(len(lam))])
+        value_error = est**2 / np.maximum(gap, floor)
+        top = slice(1, None)  # the k largest (ascending order: the first is the (k+1)-th)
+        return bool(np.all(est[top] <= rtol * size[top])
+                    and np.all(value_error[top] <= np.maximum(START_VALUE_RTOL * size[top], floor)))
 
     rng = np.random.default_rng(seed)
     kr = lanczos(op, rng.standard_normal(n), min(n, TOP_EIGENPAIRS_LANCZOS_STEPS), rng,
@@ -362,10 +371,10 @@ def top_eigenpairs(obj: Objective, y: Array, k: int, *, seed: int = 0,
         residual = float(np.linalg.norm(op(v) - theta * v))
         tol = _tolerance(theta, scale, rtol, op.noise_rtol)
         if residual > tol:
-            warnings.warn(
+            warn(
                 f"Hessian eigenpair {theta:.6g} has residual {residual:.3g} > {tol:.3g} after "
                 f"{len(kr.alpha)} Lanczos steps; the eigenvalue lies within the residual.",
-                RuntimeWarning, stacklevel=2)
+                RuntimeWarning)
     return jnp.asarray(lam), jnp.asarray(vecs)
 
 

@@ -202,7 +202,7 @@ def _converted(f: Any, x: Any, unravel: Any, flat: Array, name: str) -> FlatFunc
     key = (jax.tree_util.tree_structure(x),
            tuple((a.shape, a.dtype) for a in jax.tree_util.tree_leaves(x)))
     if key not in memo:
-        memo[key] = convert(f, unravel, flat, name)
+        memo[key] = convert(f, unravel, flat, name, hold_f=False)
     return memo[key]
 
 

@@ -6,7 +6,6 @@ stiff flows, fixed steps), the steady-state stop, and a result that says how the
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._report import result_type
+from ._warn import warn
 from ._x64 import float64_methods
 
 SOLVERS = {"tsit5": diffrax.Tsit5, "kvaerno5": diffrax.Kvaerno5, "euler": diffrax.Euler}
@@ -235,7 +235,7 @@ def integrate(field: Callable, fun: Callable, y0: jax.Array, t1: float, *, unrav
         t_final = float(times[-1])
     reason = _reason(status, name, t_final, t1, max_steps, dt, steady_state, label)
     if status not in ("t1", "steady_state") or (steady_state is not None and status == "t1"):
-        warnings.warn(reason, RuntimeWarning, stacklevel=3)
+        warn(reason, RuntimeWarning)
 
     def resume(t0, y, t):
         y = jnp.asarray(y)

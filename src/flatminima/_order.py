@@ -15,6 +15,7 @@ from ._objective import as_objective
 from ._profile import Profile, default_radii, flatness_profile
 from ._report import result_type
 from ._results import Comparison, CriticalComparison, in_structure
+from ._warn import warn
 from ._x64 import float64
 from .solvers import Certified
 
@@ -144,12 +145,12 @@ def compare(f: Any, x: Any, y: Any, radii: Any = None, *, rtol: float | None = N
     py = flatness_profile(f, y, radii, **kwargs)
     comparison = verdict_from_profiles(px, py, rtol=rtol, n_decide=n_decide)
     if comparison.first_order_dominates:
-        warnings.warn(
+        warn(
             "x or y is not a critical point at the scale of the radii (||grad f||_* r is "
             f"{max(comparison.first_order_share):.0%} of V at the smallest radius): the "
             "verdict ranks gradient norms. See .curvature_verdict (V - ||grad f||_* r), or "
             "pass critical=True to compare the nearby critical points.",
-            RuntimeWarning, stacklevel=2)
+            RuntimeWarning)
     if critical:
         comparison = replace(comparison, critical=_compare_critical(
             f, obj, xf, yf, radii, rtol=comparison.rtol, n_decide=n_decide, **kwargs))

@@ -4,7 +4,6 @@ neighbouring level set (SPEC sections 1 and 2)."""
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import replace
 from typing import Any
 
@@ -16,6 +15,7 @@ from ._hessian import DENSE_HESSIAN_MAX_N, reuse_eigenvectors
 from ._norms import make_norm
 from ._objective import as_objective, check_scalar
 from ._results import DistanceResult, VariationResult, in_structure
+from ._warn import warn
 from ._x64 import float64
 from .solvers import (
     Certified,
@@ -56,12 +56,12 @@ def _gradient_at(obj, x):
     """``grad f(x)``, with a warning naming the cause when autodiff gives NaN or inf."""
     g = jax.grad(obj.fun)(x)
     if not bool(jnp.all(jnp.isfinite(g))):
-        warnings.warn(
+        warn(
             "the gradient of f at x is NaN or infinite (autodiff through an operation not "
             "differentiable there, such as jnp.linalg.norm or jnp.sqrt at 0): the search "
             "uses only starts that do not depend on it. To restore them, write f without "
             "that operation (e.g. jnp.sum(y**2) for jnp.linalg.norm(y)**2).",
-            RuntimeWarning, stacklevel=3)
+            RuntimeWarning)
     return g
 
 
@@ -158,7 +158,7 @@ def max_variation(
         upper = bound if result.upper is None else min(bound, result.upper)
         result = replace(result, upper=upper)
     if result.nonfinite:
-        warnings.warn(result.message, RuntimeWarning, stacklevel=2)
+        warn(result.message, RuntimeWarning)
     flat_argmax = np.asarray(result.argmax)
     result = replace(result, argmax=in_structure(obj.unravel, flat_argmax), argmax_flat=flat_argmax)
     return _check_finite(result, "max_variation")

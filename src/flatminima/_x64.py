@@ -10,12 +10,8 @@ float64 where the inputs allow, while a function that computes in float32 still 
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import sys
-import warnings
 from collections.abc import Callable
-from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import jax
@@ -23,47 +19,15 @@ import jax
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-_OUTERMOST: ContextVar[bool] = ContextVar("flatminima_outermost_call", default=True)
-
-
-def float64(fn: F, *, attribute_warnings: bool = True) -> F:
-    """Run ``fn`` with JAX's 64-bit types enabled, restoring the caller's setting after.
-
-    With ``attribute_warnings``, the warnings raised during the outermost such call are
-    issued again, when it returns or raises, at the line of the user's code that made the
-    call (so that a warning names that line, and the user's warning filters apply there),
-    rather than at a line inside flatminima. Commands that run for long (the command line)
-    pass False, so that their warnings show as they happen."""
+def float64(fn: F) -> F:
+    """Run ``fn`` with JAX's 64-bit types enabled, restoring the caller's setting after."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not (attribute_warnings and _OUTERMOST.get()):
-            with jax.enable_x64(True):
-                return fn(*args, **kwargs)
-        token = _OUTERMOST.set(False)
-        caught: list = []
-        try:
-            with jax.enable_x64(True), warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")  # the user's filters apply when reissued
-                result = fn(*args, **kwargs)
-        except BaseException:
-            with contextlib.suppress(Warning):  # the error, not a warning filtered to one
-                _reissue(caught, sys._getframe(1))
-            raise
-        finally:
-            _OUTERMOST.reset(token)
-        _reissue(caught, sys._getframe(1))
-        return result
+        with jax.enable_x64(True):
+            return fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
-
-
-def _reissue(caught: list, frame: Any) -> None:
-    module = frame.f_globals.get("__name__", "__main__")
-    registry = frame.f_globals.setdefault("__warningregistry__", {})
-    for w in caught:
-        warnings.warn_explicit(w.message, w.category, frame.f_code.co_filename, frame.f_lineno,
-                               module=module, registry=registry)
 
 
 def float64_methods(*exclude: str) -> Callable[[type], type]:

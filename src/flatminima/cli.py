@@ -39,7 +39,7 @@ def _reported(callback):
     @functools.wraps(callback)
     def run(*args, **kwargs):
         try:
-            return float64(callback, attribute_warnings=False)(*args, **kwargs)
+            return float64(callback)(*args, **kwargs)
         except (ValueError, TypeError) as error:
             raise typer.BadParameter(_one_line(error)) from None
         except OSError as error:

@@ -30,7 +30,6 @@ homogeneous models: layers are automatically balanced", NeurIPS 2018.
 from __future__ import annotations
 
 import copy
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._report import result_type
+from ._warn import warn
 from ._x64 import float64
 
 __all__ = ["BalanceResult", "balance_network", "mlp_forward", "neuron_imbalance",
@@ -362,8 +362,8 @@ def balance_network(params, *, loss: Any = None, radius: float = 1e-2, inputs: A
     alive = [(i > 0) & (o > 0) for i, o in zip(ins, outs)]
     dead = [(h, int(j)) for h, a in enumerate(alive) for j in np.flatnonzero(~a)]
     if dead:
-        warnings.warn(f"{len(dead)} dead hidden unit(s) (zero incoming or outgoing weights), "
-                      f"left unscaled: {dead[:5]}{' ...' if len(dead) > 5 else ''}", stacklevel=2)
+        warn(f"{len(dead)} dead hidden unit(s) (zero incoming or outgoing weights), "
+                      f"left unscaled: {dead[:5]}{' ...' if len(dead) > 5 else ''}")
     s, n_iter, converged = _newton(A, P, C, alive, tol, max_iter)
     scales = [np.exp(v) for v in s]
     new = _apply(pairs, scales)
@@ -372,7 +372,7 @@ def balance_network(params, *, loss: Any = None, radius: float = 1e-2, inputs: A
                "Newton steps" if converged else
                f"not converged after {max_iter} Newton steps; raise max_iter")
     if not converged:
-        warnings.warn(message, stacklevel=2)
+        warn(message)
     extra: dict = {}
     if inputs is not None:
         fwd = forward or ((lambda m, x: m(x).detach().double().numpy()) if hasattr(

@@ -10,7 +10,6 @@ from automatic differentiation is a ``ValueError`` naming its cause and fix.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +32,7 @@ from ._norms import Norm
 from ._objective import as_objective, check_scalar
 from ._report import result_type
 from ._variation import max_variation
+from ._warn import warn
 from ._x64 import float64
 
 __all__ = [
@@ -308,7 +308,7 @@ def sublevel_volume(f: Any, x: Any, delta: float, radius: float, *, num_samples:
         message = (f"no sample of {num_samples} fell in the sublevel set: the volume is "
                    f"positive but below the 95% upper end, reported as log_value; use more "
                    "samples, a larger delta or a smaller radius for an estimate.")
-        warnings.warn(message, RuntimeWarning, stacklevel=2)
+        warn(message, RuntimeWarning)
     log_value, log_interval = _log(p) + log_ball, (_log(lo) + log_ball, _log(hi) + log_ball)
     with np.errstate(over="ignore", under="ignore"):
         value, interval = float(np.exp(log_value)), tuple(float(np.exp(t)) for t in log_interval)

@@ -8,7 +8,6 @@ written to. The loss is taken on one fixed batch or averaged over a data loader.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ._torch_batches import Loader, check_tensors
+from ._warn import warn
 
 
 class TorchObjective:
@@ -137,9 +137,8 @@ class TorchObjective:
         if not self.train and model.training and (modes["dropout"] or modes["norm"]):
             hint = ("; pass train=True to normalize with the batch statistics"
                     if not modes["dropout"] else "")
-            warnings.warn("the model is in train mode but TorchObjective evaluates it in eval "
-                          f"mode (running statistics, no dropout){hint}.", UserWarning,
-                          stacklevel=2)
+            warn("the model is in train mode but TorchObjective evaluates it in eval "
+                          f"mode (running statistics, no dropout){hint}.", UserWarning)
         self._loader: Loader | None = None
         if data is None:
             check_tensors(torch, batch, self.device, "batch[{}]")
