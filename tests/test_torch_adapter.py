@@ -376,3 +376,103 @@ def test_one_batch_counts_as_one_batch_of_its_examples():
     obj = TorchObjective(_mlp(), mse, X, Y)
     assert (obj.num_batches, obj.num_examples, obj.data) == (1, 10, None)
     assert TorchObjective(_mlp(), lambda m: sum((p ** 2).sum() for p in m.parameters())).num_examples is None
+
+
+def test_a_later_batch_of_another_shape_or_dtype_is_refused_at_construction():
+    """Only batch 0's loss is evaluated at construction: a later batch with another
+    feature width would fail inside torch in the middle of a measure."""
+    model = _mlp()
+    X, Y = torch.randn(20, 3, dtype=torch.float64), torch.randn(20, 1, dtype=torch.float64)
+    wide = torch.randn(10, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"batch 1 \(tensor 0\) has shape \(10, 4\) .* batch "
+                                         r"0's has shape \(10, 3\) .*all axes but the leading"):
+        TorchObjective(model, mse, data=[(X[:10], Y[:10]), (wide, Y[10:])])
+    with pytest.raises(ValueError, match=r"batch 2 \(tensor 1\) has shape \(5, 1\) and dtype "
+                                         r"torch.float32 .*and in dtype"):
+        TorchObjective(model, mse, data=[(X[:10], Y[:10]), (X[10:15], Y[10:15]),
+                                         (X[15:], Y[15:].float())])
+    # batches of other leading sizes are the normal case
+    assert TorchObjective(model, mse, data=[(X[:10], Y[:10]), (X[10:11], Y[10:11])]).num_examples == 11
+
+
+def test_loss_fn_failing_on_the_first_batch_names_the_error_and_the_fix():
+    X, Y = torch.randn(12, 3, dtype=torch.float64), torch.randn(12, 1, dtype=torch.float64)
+    model32 = _mlp(torch.float32)
+    for args, kwargs in (((X, Y), {}), ((), {"data": _loader(X, Y, 4)})):
+        with pytest.raises(ValueError, match=r"^loss_fn failed on the first batch with "
+                                             r"RuntimeError: .*dtype.*tensor 0 of the batch is "
+                                             r"torch.float64 but the model is torch.float32: "
+                                             r"convert the data with \.to\(torch.float32\)") as info:
+            TorchObjective(model32, mse, *args, **kwargs)
+        assert "\n" not in str(info.value) and isinstance(info.value.__cause__, RuntimeError)
+    three = lambda m, X, Y, W: ((m(X) - Y) ** 2 * W).mean()  # the batch has two tensors
+    with pytest.raises(ValueError, match=r"with TypeError: .*missing 1 required positional.*"
+                                         r"loss_fn\(m, \*batch\) with the batch's 2 tensors"):
+        TorchObjective(_mlp(), three, data=[(X, Y)])
+
+
+def test_a_tuple_of_tensors_as_data_is_refused_as_one_batch():
+    X, Y = torch.randn(12, 3, dtype=torch.float64), torch.randn(12, 1, dtype=torch.float64)
+    with pytest.raises(TypeError, match=r"data is a tuple of 2 tensors.*TorchObjective\(model, "
+                                        r"loss_fn, X, Y\), or data=\[\(X, Y\)\] or a DataLoader"):
+        TorchObjective(_mlp(), mse, data=(X, Y))
+    # a list of batches, and a tuple of batches, are data
+    assert TorchObjective(_mlp(), mse, data=[(X, Y)]).num_batches == 1
+    assert TorchObjective(_mlp(), mse, data=((X[:6], Y[:6]), (X[6:], Y[6:]))).num_batches == 2
+
+
+def test_a_noisy_float32_model_over_batches_is_refused():
+    """A noise of 1e-5 in a float32 model over 2 batches moves the loss by about 2e-6
+    relative: above the rounding allowance min(4 sqrt(B) eps, 1e-6) = 6.7e-7, below the
+    former allowance 1e3 eps = 1.2e-4, which let it through."""
+
+    class Noisy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 1)
+
+        def forward(self, X):
+            return self.lin(X) + 1e-5 * torch.randn(X.shape[0], 1)
+
+    torch.manual_seed(0)
+    X, Y = torch.randn(40, 3), torch.randn(40, 1)
+    obj = TorchObjective(Noisy(), mse, data=[(X[:20], Y[:20]), (X[20:], Y[20:])])
+    x = obj.point()
+    torch.manual_seed(5)
+    a, b = obj.value_and_grad(x)[0], obj.value_and_grad(x)[0]
+    eps = float(torch.finfo(torch.float32).eps)
+    assert 4 * np.sqrt(2) * eps < abs(a - b) / max(a, b) < 1e3 * eps
+    torch.manual_seed(5)  # the same two draws in the check
+    with pytest.raises(ValueError, match=r"not deterministic.*shuffle=False"):
+        fm.max_variation(obj, x, 0.1)
+
+
+class _TwoValues:
+    """An object summing over batches whose evaluations alternate between 1 and 1 + delta."""
+
+    def __init__(self, delta, dtype, num_batches):
+        self.delta, self.dtype, self.num_batches, self.calls = delta, dtype, num_batches, 0
+
+    def value_and_grad(self, x):
+        self.calls += 1
+        return 1.0 + self.delta * (self.calls % 2 == 0), np.zeros_like(x)
+
+    def hvp(self, x, v):
+        return np.zeros_like(v)
+
+
+@pytest.mark.parametrize(("dtype", "num_batches", "allowance"), [
+    (torch.float64, 4, 8 * float(np.finfo(np.float64).eps)),  # 4 sqrt(4) eps
+    (torch.float32, 4, 8 * float(np.finfo(np.float32).eps)),
+    (torch.float32, 100, 1e-6),  # 40 eps capped
+    (torch.float16, 2, 1e-6),  # float16 and bfloat16: the cap, not thousands of eps
+    (torch.bfloat16, 2, 1e-6),
+])
+def test_batched_objects_may_differ_by_rounding_and_no_more(dtype, num_batches, allowance):
+    from flatminima._objective import as_objective
+
+    as_objective(_TwoValues(0.9 * allowance, dtype, num_batches), np.zeros(2))
+    with pytest.raises(ValueError, match="not deterministic"):
+        as_objective(_TwoValues(1.1 * allowance, dtype, num_batches), np.zeros(2))
+    with pytest.raises(ValueError, match="not deterministic"):  # one batch: exactly
+        as_objective(_TwoValues(0.9 * allowance, dtype, 1), np.zeros(2))

@@ -37,6 +37,11 @@ class Loader:
     """
 
     def __init__(self, torch: Any, data: Any, device: Any, first: Callable[[tuple], None]):
+        if isinstance(data, tuple) and data and all(isinstance(t, torch.Tensor) for t in data):
+            raise TypeError(f"data is a tuple of {len(data)} tensors, which would be read as "
+                            f"{len(data)} batches; pass one batch positionally: "
+                            f"TorchObjective(model, loss_fn, X, Y), or data=[(X, Y)] or a "
+                            f"DataLoader.")
         if isinstance(data, torch.Tensor) or not isinstance(data, Iterable):
             raise TypeError(f"data must be a re-iterable of batches (a torch DataLoader, or a "
                             f"list of (X, y) tuples), got {type(data).__name__}; pass a single "
@@ -49,14 +54,13 @@ class Loader:
                              "reads different examples; pass drop_last=False or shuffle=False.")
         self.data, self.shuffled = data, _shuffled(torch, data)
         self.num_batches = self.num_examples = 0
-        width = None
+        head: tuple = ()
         for index, batch in enumerate(data):
             batch = _as_tuple(torch, batch, index)
-            if width is None:
-                width = len(batch)
-            elif len(batch) != width:
-                raise ValueError(f"batch {index} has {len(batch)} tensors but batch 0 has "
-                                 f"{width}; every batch must hold the same tensors.")
+            if index == 0:
+                head = batch
+            else:
+                _check_like(torch, batch, head, index)
             check_tensors(torch, batch, device, f"batch {index} (tensor {{}})")
             size = _size(torch, batch, index)
             if size == 0:
@@ -80,6 +84,25 @@ class Loader:
             raise ValueError(f"a pass over data gave {total} examples, not the "
                              f"{self.num_examples} of the first; pass data that yield the same "
                              f"examples at every pass.")
+
+
+def _check_like(torch: Any, batch: tuple, head: tuple, index: int) -> None:
+    """Refuse a batch whose tensors differ from those of batch 0 (``head``) in number, in
+    any axis but the leading one (the examples), or in dtype: the loss would fail on it in
+    the middle of a measure."""
+    if len(batch) != len(head):
+        raise ValueError(f"batch {index} has {len(batch)} tensors but batch 0 has "
+                         f"{len(head)}; every batch must hold the same tensors.")
+    for i, (t, t0) in enumerate(zip(batch, head)):
+        if not (isinstance(t, torch.Tensor) and isinstance(t0, torch.Tensor)):
+            continue
+        if t.ndim == t0.ndim and t.shape[1:] == t0.shape[1:] and t.dtype == t0.dtype:
+            continue
+        raise ValueError(f"batch {index} (tensor {i}) has shape {tuple(t.shape)} and dtype "
+                         f"{t.dtype} but batch 0's has shape {tuple(t0.shape)} and dtype "
+                         f"{t0.dtype}; every batch's tensors must agree in all axes but the "
+                         f"leading one (the examples) and in dtype: reshape, pad or convert the "
+                         f"data to one shape and dtype.")
 
 
 def _as_tuple(torch: Any, batch: Any, index: int) -> tuple:

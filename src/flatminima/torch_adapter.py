@@ -67,7 +67,8 @@ class TorchObjective:
     float64): no transfer to the host per batch, and the sum adds no rounding beyond that
     of the float32 terms. A shuffled loader groups the examples differently at each pass,
     so two evaluations at the same ``x`` may differ by rounding (``1e-16`` relative in
-    float64, ``1e-7`` in float32); the determinism check of the measures allows that.
+    float64, ``1e-7`` in float32); the determinism check of the measures allows that
+    (at most ``1e-6`` relative: in float16 or bfloat16 pass ``shuffle=False``).
 
     Example: for ``f(w, b) = mean((X w + b)^2)`` with rows of ``X`` all ones, ``f`` is
     ``(w_1 + w_2 + b)^2`` and the Hessian is 2 everywhere, over any batching of ``X``.
@@ -86,13 +87,16 @@ class TorchObjective:
 
     Raises:
         TypeError: ``model`` is not a ``torch.nn.Module``; ``data`` is not a re-iterable
-            of batches (a one-shot generator, a tensor) or is passed positionally.
+            of batches (a one-shot generator, a tensor, a tuple of tensors such as
+            ``(X, Y)``, which is one batch) or is passed positionally.
         ValueError: the model has no trainable parameters, mixes dtypes or devices; a batch
             tensor holds NaN or infinite values or sits on another device (the error names
-            the batch); ``data`` is empty, its batches differ in number of tensors, or a
-            pass reads a different number of examples; the loss is not a 0-d tensor;
-            ``train=True`` with dropout or with a shuffled loader; ``x`` or ``v`` has not
-            ``n`` entries.
+            the batch); ``data`` is empty, its batches differ from the first in number of
+            tensors or in a tensor's dtype or shape past the leading axis, or a pass reads a
+            different number of examples; ``loss_fn`` raises on the first batch (the error
+            names the original one, and a dtype differing from the model's); the loss is
+            not a 0-d tensor; ``train=True`` with dropout or with a shuffled loader; ``x``
+            or ``v`` has not ``n`` entries.
 
     Reference: the ``torch.func`` API, https://pytorch.org/docs/stable/func.html.
     """
@@ -202,12 +206,32 @@ class TorchObjective:
 
     def _check_loss(self, batch: tuple) -> None:
         torch = self._torch
-        with torch.no_grad():
-            loss = self._loss(self._vector(self.point()), batch)
+        flat = self._vector(self.point())
+        try:
+            with torch.no_grad():
+                loss = self._loss(flat, batch)
+        except Exception as err:
+            raise ValueError(self._loss_failure(err, batch)) from err
         if not isinstance(loss, torch.Tensor) or loss.ndim != 0:  # torch.func.grad needs 0-d
             shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
             raise ValueError(f"loss_fn must return a scalar (0-d) tensor, got {shape}; reduce "
                              f"it (e.g. with .mean(), or .squeeze() for a single value).")
+
+    def _loss_failure(self, err: Exception, batch: tuple) -> str:
+        """The one-line message for ``loss_fn`` failing on the first batch: the original
+        error and, for a floating tensor of another dtype than the model's, the fix."""
+        message = " ".join(str(err).split())
+        cause = f"loss_fn failed on the first batch with {type(err).__name__}: {message}"
+        floating = [(i, t.dtype) for i, t in enumerate(batch)
+                    if isinstance(t, self._torch.Tensor) and t.is_floating_point()]
+        other = [(i, dtype) for i, dtype in floating if dtype != self.dtype]
+        if other:
+            i, dtype = other[0]
+            return (f"{cause}; tensor {i} of the batch is {dtype} but the model is "
+                    f"{self.dtype}: convert the data with .to({self.dtype}) or the model "
+                    f"with model.to({dtype}).")
+        return (f"{cause}; loss_fn is called as loss_fn(m, *batch) with the batch's "
+                f"{len(batch)} tensors, and calls the model as m(X).")
 
     def _vector(self, x: Any, name: str = "x"):
         x = np.array(x, dtype=float).reshape(-1)  # a writable copy for torch
