@@ -32,11 +32,14 @@ class Loader:
     """A re-iterable of batches (tuples or lists of tensors, or single tensors), checked
     and counted by one pass at construction: ``num_batches``, ``num_examples``.
 
-    ``first`` is called on the first batch as soon as it is checked (the caller's check
-    of the loss); no batch is kept.
+    ``check(batch, index)`` is called on every batch as soon as its tensors are checked
+    (the caller evaluates the loss on it: one forward pass over the data, so that a batch
+    the loss fails on is named here rather than in the middle of a measure); no batch is
+    kept. Batches may differ in every axis but the leading one (sequences padded per
+    batch), not in their number of tensors, axes or dtypes.
     """
 
-    def __init__(self, torch: Any, data: Any, device: Any, first: Callable[[tuple], None]):
+    def __init__(self, torch: Any, data: Any, device: Any, check: Callable[[tuple, int], None]):
         if isinstance(data, tuple) and data and all(isinstance(t, torch.Tensor) for t in data):
             raise TypeError(f"data is a tuple of {len(data)} tensors, which would be read as "
                             f"{len(data)} batches; pass one batch positionally: "
@@ -65,8 +68,7 @@ class Loader:
             size = _size(torch, batch, index)
             if size == 0:
                 raise ValueError(f"batch {index} has no examples; remove it from the data.")
-            if index == 0:
-                first(batch)
+            check(batch, index)
             self.num_batches, self.num_examples = index + 1, self.num_examples + size
         if self.num_batches == 0:
             raise ValueError("data is empty; pass at least one batch (a DataLoader over a "
@@ -88,21 +90,19 @@ class Loader:
 
 def _check_like(torch: Any, batch: tuple, head: tuple, index: int) -> None:
     """Refuse a batch whose tensors differ from those of batch 0 (``head``) in number, in
-    any axis but the leading one (the examples), or in dtype: the loss would fail on it in
-    the middle of a measure."""
+    number of axes or in dtype."""
     if len(batch) != len(head):
         raise ValueError(f"batch {index} has {len(batch)} tensors but batch 0 has "
                          f"{len(head)}; every batch must hold the same tensors.")
     for i, (t, t0) in enumerate(zip(batch, head)):
         if not (isinstance(t, torch.Tensor) and isinstance(t0, torch.Tensor)):
             continue
-        if t.ndim == t0.ndim and t.shape[1:] == t0.shape[1:] and t.dtype == t0.dtype:
+        if t.ndim == t0.ndim and t.dtype == t0.dtype:
             continue
         raise ValueError(f"batch {index} (tensor {i}) has shape {tuple(t.shape)} and dtype "
                          f"{t.dtype} but batch 0's has shape {tuple(t0.shape)} and dtype "
-                         f"{t0.dtype}; every batch's tensors must agree in all axes but the "
-                         f"leading one (the examples) and in dtype: reshape, pad or convert the "
-                         f"data to one shape and dtype.")
+                         f"{t0.dtype}; every batch's tensors must have the same number of axes "
+                         f"and dtype: reshape or convert the data.")
 
 
 def _as_tuple(torch: Any, batch: Any, index: int) -> tuple:

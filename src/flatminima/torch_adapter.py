@@ -45,7 +45,8 @@ class TorchObjective:
             order may be shuffled) or a list of ``(X, y)`` tuples. ``n_b`` is the leading
             size of the batch's first tensor. Every evaluation reads the data again, one
             batch at a time: working memory of one batch. A first pass at construction
-            reads every batch once to check it and count the examples.
+            reads every batch once to check it, count the examples and evaluate the loss
+            on it (one forward pass over the data).
         train: ``False`` (default) evaluates the model in eval mode (running statistics,
             no dropout): a deterministic function of ``x``. ``True`` evaluates in train
             mode, so BatchNorm normalizes with the statistics of each batch (the running
@@ -92,9 +93,10 @@ class TorchObjective:
         ValueError: the model has no trainable parameters, mixes dtypes or devices; a batch
             tensor holds NaN or infinite values or sits on another device (the error names
             the batch); ``data`` is empty, its batches differ from the first in number of
-            tensors or in a tensor's dtype or shape past the leading axis, or a pass reads a
-            different number of examples; ``loss_fn`` raises on the first batch (the error
-            names the original one, and a dtype differing from the model's); the loss is
+            tensors or in a tensor's dtype or number of axes, or a pass reads a different
+            number of examples; ``loss_fn`` raises on a batch (it is evaluated on every
+            batch at construction; the error names the batch, the original error and a
+            dtype differing from the model's); the loss is
             not a 0-d tensor; ``train=True`` with dropout or with a shuffled loader; ``x``
             or ``v`` has not ``n`` entries.
 
@@ -204,24 +206,25 @@ class TorchObjective:
                 total = [weight * part for part in parts]
         return total
 
-    def _check_loss(self, batch: tuple) -> None:
+    def _check_loss(self, batch: tuple, index: int | None = None) -> None:
         torch = self._torch
         flat = self._vector(self.point())
         try:
             with torch.no_grad():
                 loss = self._loss(flat, batch)
         except Exception as err:
-            raise ValueError(self._loss_failure(err, batch)) from err
+            raise ValueError(self._loss_failure(err, batch, index)) from err
         if not isinstance(loss, torch.Tensor) or loss.ndim != 0:  # torch.func.grad needs 0-d
             shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
             raise ValueError(f"loss_fn must return a scalar (0-d) tensor, got {shape}; reduce "
                              f"it (e.g. with .mean(), or .squeeze() for a single value).")
 
-    def _loss_failure(self, err: Exception, batch: tuple) -> str:
-        """The one-line message for ``loss_fn`` failing on the first batch: the original
+    def _loss_failure(self, err: Exception, batch: tuple, index: int | None) -> str:
+        """The one-line message for ``loss_fn`` failing on a batch: the original
         error and, for a floating tensor of another dtype than the model's, the fix."""
         message = " ".join(str(err).split())
-        cause = f"loss_fn failed on the first batch with {type(err).__name__}: {message}"
+        where = "the batch" if index is None else f"batch {index}"
+        cause = f"loss_fn failed on {where} with {type(err).__name__}: {message}"
         floating = [(i, t.dtype) for i, t in enumerate(batch)
                     if isinstance(t, self._torch.Tensor) and t.is_floating_point()]
         other = [(i, dtype) for i, dtype in floating if dtype != self.dtype]
