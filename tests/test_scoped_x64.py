@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
+
 SCRIPT = textwrap.dedent("""
     import json, sys
     import jax, jax.numpy as jnp
@@ -42,3 +44,35 @@ def test_import_and_calls_leave_float32_default_and_give_float64_numbers():
     assert abs(got["dist"] - 0.09999999999999996) <= 1e-12
     # exact quadratic: V = lambda_max r^2 / 2 = 0.25, proven upper bound within rounding
     assert abs(got["q"][0] - 0.25) <= 1e-15 and 0.25 <= got["q"][1] <= 0.25 * (1 + 1e-12)
+
+
+NUMPY_OBJECT = textwrap.dedent("""
+    import json
+    import numpy as np
+    import flatminima as fm
+    d = np.linspace(0.0, 1.0, 1210)
+    class Quadratic:  # a NumPy objective with exact Hessian-vector products
+        def value_and_grad(self, x):
+            return 0.5 * x @ (d * x), d * x
+        def hvp(self, x, v):
+            return d * v
+    x = np.ones(1210)
+    traces = [fm.sharpness.hessian_trace(Quadratic(), x, num_samples=50).value for _ in range(8)]
+    top = fm.sharpness.hessian_eigmax(Quadratic(), x).value
+    V = fm.max_variation(Quadratic(), x, 0.1).value
+    print(json.dumps(dict(traces=traces, top=top, V=V)))
+""")
+
+
+def test_objects_bridged_through_callbacks_give_float64_results_on_any_thread():
+    """XLA may run a host callback on a thread of its own, where float64 is off (flatminima
+    enables it only in the calling thread): the results must still arrive in float64.
+    Hutchinson with Rademacher probes is exact on a diagonal Hessian, lambda_max = 1, and
+    V(x, r) > ||g|| r (the step along g = d x gains ||g|| r plus a curvature term)."""
+    out = subprocess.run([sys.executable, "-c", NUMPY_OBJECT], capture_output=True, text=True,
+                         check=True, env={"JAX_PLATFORMS": "cpu", "PATH": ""}).stdout
+    got = json.loads(out.strip().splitlines()[-1])
+    exact = float(np.linspace(0.0, 1.0, 1210).sum())
+    assert all(abs(t - exact) <= 1e-12 * exact for t in got["traces"])
+    assert abs(got["top"] - 1.0) <= 1e-6
+    assert got["V"] > 0.1 * float(np.linalg.norm(np.linspace(0.0, 1.0, 1210)))

@@ -249,19 +249,51 @@ def _host_hvp(token, y, v):
     return (_host_value_and_grad(token, y + h * v)[1] - _host_value_and_grad(token, y - h * v)[1]) / (2 * h)
 
 
+# The host functions return their float64 results as pairs of uint32 words (the same
+# bytes), turned back into float64 in the compiled code. JAX checks a callback's results
+# on the thread that runs it, converting float64 to float32 there when 64-bit types are
+# off on that thread; flatminima enables them only in the calling thread (see _x64), and
+# XLA may run a callback on one of its own threads. uint32 is the same everywhere.
+
+
+def _words(a: Any) -> np.ndarray:
+    """A float64 array as uint32 words, with a trailing axis of 2."""
+    a = np.asarray(a, dtype=np.float64)
+    return np.ascontiguousarray(a.reshape(-1)).view(np.uint32).reshape(a.shape + (2,))
+
+
+def _words_spec(shape: tuple) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct(tuple(shape) + (2,), jnp.uint32)
+
+
+def _from_words(w: Array) -> Array:
+    return jax.lax.bitcast_convert_type(w, jnp.float64)
+
+
+def _packed_value_and_grad(token, y):
+    value, grad = _host_value_and_grad(token, y)
+    return _words(value), _words(grad)
+
+
+def _packed_hvp(token, y, v):
+    return _words(_host_hvp(token, y, v))
+
+
 @jax.custom_jvp
 def _bridged_value_and_grad(token: Array, y: Array) -> tuple[Array, Array]:
-    spec = (jax.ShapeDtypeStruct((), jnp.float64), jax.ShapeDtypeStruct(y.shape, jnp.float64))
-    return jax.pure_callback(_host_value_and_grad, spec, token, y, vmap_method="sequential")
+    spec = (_words_spec(()), _words_spec(y.shape))
+    value, grad = jax.pure_callback(_packed_value_and_grad, spec, token, y,
+                                    vmap_method="sequential")
+    return _from_words(value), _from_words(grad)
 
 
 @_bridged_value_and_grad.defjvp
 def _bridged_value_and_grad_jvp(primals, tangents):
     (token, y), (_, dy) = primals, tangents
     value, grad = _bridged_value_and_grad(token, y)
-    spec = jax.ShapeDtypeStruct(y.shape, jnp.float64)
-    hv = jax.pure_callback(_host_hvp, spec, token, y, dy, vmap_method="sequential")
-    return (value, grad), (grad @ dy, hv)
+    hv = jax.pure_callback(_packed_hvp, _words_spec(y.shape), token, y, dy,
+                           vmap_method="sequential")
+    return (value, grad), (grad @ dy, _from_words(hv))
 
 
 @jax.custom_jvp
