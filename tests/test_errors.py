@@ -97,3 +97,18 @@ def test_warnings_name_the_callers_line_from_threads_too():
         for t in threads:
             t.join()
     assert warnings.filters == filters and warnings.showwarning is show
+
+
+def test_a_negative_seed_and_a_module_as_the_point_are_named():
+    f = lambda y: jnp.sum(y**2)
+    for call in (lambda: fm.max_variation(f, jnp.ones(2), 0.1, seed=-3),
+                 lambda: fm.sharpness.hessian_eigmax(f, jnp.ones(2), seed=1.5),
+                 lambda: fm.flatness_profile(f, jnp.ones(2), seed=-1)):
+        with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+            call()
+    eqx = pytest.importorskip("equinox")
+    import jax
+
+    model = eqx.nn.MLP(2, 1, 4, 1, key=jax.random.PRNGKey(0))  # holds its activation functions
+    with pytest.raises(TypeError, match=r"eqx.filter\(model, eqx.is_inexact_array\)"):
+        fm.max_variation(lambda m: jnp.sum(m(jnp.ones(2)) ** 2), model, 0.1)

@@ -481,3 +481,17 @@ def test_batched_objects_may_differ_by_rounding_and_no_more(dtype, num_batches, 
         as_objective(_TwoValues(1.1 * allowance, dtype, num_batches), np.zeros(2))
     with pytest.raises(ValueError, match="not deterministic"):  # one batch: exactly
         as_objective(_TwoValues(0.9 * allowance, dtype, 1), np.zeros(2))
+
+
+def test_the_parameters_as_a_tensor_are_a_point():
+    """``parameters_to_vector(model.parameters())`` (a tensor that requires grad) is read as
+    a NumPy copy: the same point as ``obj.point()``, the model untouched."""
+    model = _mlp()
+    X, Y = torch.randn(8, 3, dtype=torch.float64), torch.randn(8, 1, dtype=torch.float64)
+    obj = TorchObjective(model, mse, X, Y)
+    vec = torch.nn.utils.parameters_to_vector(model.parameters())
+    assert vec.requires_grad
+    a = fm.max_variation(obj, vec, 0.1)
+    b = fm.max_variation(obj, obj.point(), 0.1)
+    assert a.value == b.value
+    assert torch.equal(vec, torch.nn.utils.parameters_to_vector(model.parameters()))

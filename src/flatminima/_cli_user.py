@@ -152,7 +152,7 @@ def measure(loss: str = typer.Option(..., help="module:function, loss(params[, b
             radius: list[float] = typer.Option([0.05], help="radius of the ball (repeatable)"),
             norm: str = typer.Option("l2", help="l2 or linf"),
             batch: Path = typer.Option(None, help="data passed as loss(params, batch)"),
-            seed: int = typer.Option(0, help="seed of the solver's random starts"),
+            seed: int = typer.Option(0, min=0, help="seed of the solver's random starts"),
             as_json: bool = typer.Option(False, "--json", help="print JSON only")) -> None:
     """Maximal variation V(x, r) of your loss at your point, with what it proves."""
     import jax
@@ -257,7 +257,7 @@ def compare_cmd(loss: str = typer.Option(..., help="module:function, loss(params
 def study(quick: bool = typer.Option(False, "--quick", help="about a minute: one MLP, four "
                                                             "networks"),
           out: Path = typer.Option(Path("network-study"), help="output folder"),
-          seed: int = typer.Option(0, help="seed of the data split and the training")) -> None:
+          seed: int = typer.Option(0, min=0, help="seed of the data split and the training")) -> None:
     """Train networks on digits; their flatness as trained and balanced, the classical
     measures and test accuracy (table, JSON, plots)."""
     summary = run_study_with_progress(out, quick=quick, seed=seed)

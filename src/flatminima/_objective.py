@@ -61,6 +61,20 @@ class Quadratic:
         return f"Quadratic(n={self.A.shape[0]})"
 
 
+def _from_torch(leaf: Any) -> Any:
+    """A torch tensor as a NumPy copy (detached, on the host); anything else as it is."""
+    if type(leaf).__module__.startswith("torch") and hasattr(leaf, "detach"):
+        return leaf.detach().cpu().numpy().copy()
+    return leaf
+
+
+def check_seed(seed: Any) -> int:
+    """A random seed: a non-negative integer."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
+    return int(seed)
+
+
 def _is_number(v: Any) -> bool:
     """A Python or NumPy number, or a 0-d array (a list of arrays of other shapes, such as
     ``[(W, b), ...]``, is a pytree, not a vector)."""
@@ -155,6 +169,8 @@ def as_objective(f: Any, x: Any, *, name: str = "f") -> tuple[Objective, Array]:
     """
     if isinstance(x, (list, tuple)) and x and all(_is_number(v) for v in x):
         x = np.asarray(x, dtype=float)  # a list of numbers is a vector; else a pytree
+    # torch tensors (parameters that require grad included) are read as NumPy copies
+    x = jax.tree_util.tree_map(_from_torch, x)
     try:
         leaves = jax.tree_util.tree_leaves(x)
     except Exception as err:  # pragma: no cover - defensive
@@ -162,6 +178,11 @@ def as_objective(f: Any, x: Any, *, name: str = "f") -> tuple[Objective, Array]:
     if not leaves:
         raise ValueError("x is empty; pass a point with at least one coordinate.")
     for leaf in leaves:
+        if not isinstance(leaf, (np.ndarray, jax.Array, np.generic, int, float)):
+            raise TypeError(
+                f"x holds a {type(leaf).__name__}, not only arrays: pass the parameters "
+                f"alone, e.g. eqx.filter(model, eqx.is_inexact_array) for an Equinox model "
+                f"(or DatasetLoss(...).params), nnx.state(model, nnx.Param) for Flax NNX.")
         arr = np.asarray(leaf)
         if not np.issubdtype(arr.dtype, np.number):
             raise TypeError(f"x must hold numbers, got dtype {arr.dtype}.")

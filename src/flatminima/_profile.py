@@ -11,7 +11,7 @@ import numpy as np
 
 from ._hessian import reuse_eigenvectors, top_eigenvalue
 from ._norms import make_norm
-from ._objective import as_objective, check_scalar
+from ._objective import as_objective, check_scalar, check_seed
 from ._report import result_type
 from ._results import in_structure
 from ._variation import _pick_solver, level_distance
@@ -127,6 +127,7 @@ def flatness_profile(
     >>> p.order, p.coefficient, p.basis
     (2.0, 1.0, 'hessian')
     """
+    seed = check_seed(seed)
     obj, xf = as_objective(f, x)
     nrm = make_norm(norm, xf)
     if radii is None:

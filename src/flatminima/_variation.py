@@ -13,7 +13,7 @@ import numpy as np
 
 from ._hessian import DENSE_HESSIAN_MAX_N, reuse_eigenvectors
 from ._norms import make_norm
-from ._objective import as_objective, check_scalar
+from ._objective import as_objective, check_scalar, check_seed
 from ._results import DistanceResult, VariationResult, in_structure
 from ._warn import warn
 from ._x64 import float64
@@ -127,6 +127,7 @@ def max_variation(
     >>> round(res.value, 6)  # r^2 + a^2 r^4 + O(r^8) with a = 1, r = 0.1
     0.0101
     """
+    seed = check_seed(seed)
     obj, xf = as_objective(f, x)
     radius = check_scalar(r, "r")
     nrm = make_norm(norm, xf, weights=weights)
@@ -197,6 +198,7 @@ def level_distance(
     >>> round(res.value, 8)  # sqrt(2 delta / lambda_max) = sqrt(0.04 / 4)
     0.1
     """
+    seed = check_seed(seed)
     obj, xf = as_objective(f, x)
     dlt = check_scalar(delta, "delta", positive=True)
     rmax = (1e3 * (1.0 + float(jnp.linalg.norm(xf)))) if max_radius is None else check_scalar(

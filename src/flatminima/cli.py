@@ -14,6 +14,7 @@ import functools
 import math
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -399,5 +400,16 @@ def variation(
     console.print(res)
 
 
-if __name__ == "__main__":  # pragma: no cover
+def _short_warning(message, category, filename, lineno, line=None) -> str:
+    return f"{category.__name__}: {message}\n"
+
+
+def main() -> None:
+    """The ``flatminima`` command: the app, with warnings shown as one line each (their
+    location, a line of the command's own code, means nothing to its user)."""
+    warnings.formatwarning = _short_warning
     app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -368,11 +368,8 @@ def balance_network(params, *, loss: Any = None, radius: float = 1e-2, inputs: A
     scales = [np.exp(v) for v in s]
     new = _apply(pairs, scales)
     balanced = rebuild(new)
-    message = (f"balanced: |q_j| <= {tol:g} (in + out) at every live unit after {n_iter} "
-               "Newton steps" if converged else
-               f"not converged after {max_iter} Newton steps; raise max_iter")
     if not converged:
-        warn(message)
+        warn(f"not converged after {max_iter} Newton steps; raise max_iter")
     extra: dict = {}
     if inputs is not None:
         fwd = forward or ((lambda m, x: m(x).detach().double().numpy()) if hasattr(
@@ -383,9 +380,14 @@ def balance_network(params, *, loss: Any = None, radius: float = 1e-2, inputs: A
     if loss is not None:
         extra.update(_flatness_pair(loss, params, balanced, radius, seed))
     stored = _unpack(balanced)[0]  # as stored: a float32 model rounds the balanced weights
-    return BalanceResult(balanced, scales, _max_imbalance(pairs, alive),
-                         _max_imbalance(stored, alive), _sq_norm(pairs), _sq_norm(stored), dead,
-                         n_iter, converged, message, **extra)
+    imbalance = _max_imbalance(stored, alive)
+    message = (f"balanced: |q_j| <= {tol:g} (in + out) at every live unit after {n_iter} "
+               f"Newton steps in float64; as stored, max |q_j| = {imbalance:.2g} (the parameters' "
+               f"own precision rounds the scaled weights)" if converged else
+               f"not converged after {max_iter} Newton steps; raise max_iter")
+    return BalanceResult(balanced, scales, _max_imbalance(pairs, alive), imbalance,
+                         _sq_norm(pairs), _sq_norm(stored), dead, n_iter, converged, message,
+                         **extra)
 
 
 def _flatness_pair(loss, before, after, radius, seed) -> dict:

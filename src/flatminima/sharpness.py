@@ -29,7 +29,7 @@ from ._hessian import (
     lanczos_top,
 )
 from ._norms import Norm
-from ._objective import as_objective, check_scalar
+from ._objective import as_objective, check_scalar, check_seed
 from ._report import result_type
 from ._variation import max_variation
 from ._warn import warn
@@ -107,6 +107,7 @@ def hessian_eigmax(f: Any, x: Any, *, method: str = "auto", rtol: float = 1e-6,
     >>> hessian_eigmax(lambda y: y[1] ** 2 + y[0] ** 2 * y[1] ** 4, [3.0, 0.0]).value
     2.0
     """
+    seed = check_seed(seed)
     obj, xf = as_objective(f, x)
     rtol = check_scalar(rtol, "rtol")
     num_matvecs = _count(num_matvecs, "num_matvecs")
@@ -135,6 +136,7 @@ def hessian_trace(f: Any, x: Any, *, method: str = "auto", num_samples: int = 20
     >>> hessian_trace(lambda y: y[1] ** 2 + y[0] ** 2 * y[1] ** 4, [3.0, 0.0]).value
     2.0
     """
+    seed = check_seed(seed)
     obj, xf = as_objective(f, x)
     num_samples = _count(num_samples, "num_samples")
     m = _method(obj.n, method)
@@ -163,6 +165,7 @@ def hessian_spectrum(f: Any, x: Any, *, num_matvecs: int = 30, num_samples: int 
 
     Reference: Ubaru, Chen and Saad, SIAM J. Matrix Anal. Appl. 38 (2017) 1075-1099.
     """
+    seed = check_seed(seed)
     obj, xf = as_objective(f, x)
     num_matvecs = _count(num_matvecs, "num_matvecs")
     num_samples = _count(num_samples, "num_samples")
@@ -205,6 +208,7 @@ def sam_sharpness(f: Any, x: Any, rho: float = 0.05, *, steps: int = 1,
     """
     rho = check_scalar(rho, "rho", positive=True)
     steps = _count(steps, "steps")
+    seed = check_seed(seed)
     obj, xf = as_objective(f, x)
     grad = jax.grad(obj.fun)
     u = jnp.zeros_like(xf)
@@ -291,6 +295,7 @@ def sublevel_volume(f: Any, x: Any, delta: float, radius: float, *, num_samples:
     delta = check_scalar(delta, "delta", positive=True)
     radius = check_scalar(radius, "radius", positive=True)
     num_samples = _count(num_samples, "num_samples")
+    seed = check_seed(seed)
     obj, xf = as_objective(f, x)
     n = obj.n
     k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
