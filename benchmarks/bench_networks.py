@@ -5,7 +5,8 @@ Two tanh MLPs on ``sklearn.datasets.load_digits`` (1797 examples, 64 features, 1
 classes), float64, trained briefly (full-batch Adam), with about 5e3 and 1e5 parameters.
 Our objective is :class:`flatminima.DatasetLoss` over 7 uneven batches (6 of 257
 examples and one of 255). Every figure is a ratio against its peer timed in the same run
-(after one warm-up call that compiles), so that the machine's load cancels to first order.
+(after one warm-up call that compiles; the best of several calls), so that the machine's
+load cancels to first order.
 
 (a) ``max_variation`` seconds per evaluation (value-and-gradient evaluations plus 2 per
     Hessian-vector product) / seconds of one jitted ``value_and_grad`` of the objective
@@ -210,7 +211,7 @@ def run_network(params, X, y):
     scales = {"l2": None, "linf": None, "adaptive": jnp.abs(x) + 1e-3}
     for ball, r in RADII.items():
         kw = {"norm": "weighted_l2", "weights": scales[ball]} if ball == "adaptive" else {"norm": ball}
-        t, res = timed(lambda kw=kw, r=r: fm.max_variation(f, x, r, solver=SOLVER, **kw))
+        t, res = timed(lambda kw=kw, r=r: fm.max_variation(f, x, r, solver=SOLVER, **kw), repeat=3)
         evals = res.n_evals + 2 * res.n_hvp
         kind = "linf" if ball == "linf" else "l2"
         scale = jnp.ones_like(x) if scales[ball] is None else scales[ball]
