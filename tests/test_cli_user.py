@@ -75,9 +75,16 @@ def test_compare_says_which_point_is_flatter(project):
     assert code == 0 and json.loads(out)["verdict"] == "flatter"
     code, out = run("compare", "--loss", f"{project}:loss", "--x", "b.npz", "--y", "a.npz")
     assert code == 0 and "sharper than" in out
-    # b is not a critical point: the library's warning comes as one note line
+    # b is not a critical point: the library's warning comes as one note line, naming the
+    # command's own option, and the curvature verdict is printed beside
     assert any(line.startswith("note: ") and "critical point" in line
                for line in out.splitlines())
+    assert "pass --critical" in " ".join(out.split()) and "curvature verdict" in out
+    code, out = run("compare", "--loss", f"{project}:loss", "--x", "b.npz", "--y", "a.npz",
+                    "--critical", "--json")
+    crit = json.loads(out)["critical"]
+    # BFGS from b reaches the minimizer a itself: the critical points are equivalent
+    assert code == 0 and crit["verdict"] == "equivalent" and crit["converged"]
 
 
 @pytest.mark.parametrize("args, message", [

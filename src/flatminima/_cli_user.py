@@ -214,6 +214,8 @@ def compare_cmd(loss: str = typer.Option(..., help="module:function, loss(params
                                                         "0.1 (1 + max |x_i|))"),
                 norm: str = typer.Option("l2", help="l2 or linf"),
                 batch: Path = typer.Option(None, help="data passed as loss(params, batch)"),
+                critical: bool = typer.Option(False, "--critical", help="also compare the "
+                                              "critical points reached by BFGS from x and y"),
                 as_json: bool = typer.Option(False, "--json", help="print JSON only")) -> None:
     """Is x flatter than y? The germ preorder of V on shrinking radii, with its evidence."""
     from ._order import compare
@@ -230,11 +232,17 @@ def compare_cmd(loss: str = typer.Option(..., help="module:function, loss(params
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            res = compare(f, px, py, radii, norm=nrm)
+            res = compare(f, px, py, radii, norm=nrm, critical=critical)
     except (ValueError, TypeError) as err:
         _fail(f"{err} (--x {x} holds {_shape_of(px)})")
-    notes = _notes(caught)
+    notes = [note.replace("pass critical=True", "pass --critical") for note in _notes(caught)]
+    crit = res.critical
     payload = {"verdict": res.verdict, "reason": res.reason, "leading_order": res.leading,
+               "curvature_verdict": res.curvature_verdict,
+               "critical": None if crit is None else {
+                   "verdict": crit.verdict, "moved_x": crit.moved_x, "moved_y": crit.moved_y,
+                   "decrease_x": crit.decrease_x, "decrease_y": crit.decrease_y,
+                   "converged": crit.converged, "message": crit.message},
                "crossing": res.crossing, "radii": res.radii.tolist(),
                "V_x": res.profile_x.values.tolist(), "V_y": res.profile_y.values.tolist(),
                "warnings": notes,
@@ -251,6 +259,12 @@ def compare_cmd(loss: str = typer.Option(..., help="module:function, loss(params
         console.print(f"  r = {r:.4g}: V(x, r) = {vx:.10g}   V(y, r) = {vy:.10g}")
     if res.crossing is not None:
         console.print(f"the profiles cross near r = {res.crossing:.3g}")
+    if res.first_order_dominates:
+        console.print(f"curvature verdict (V - ||grad f||_* r): x is {res.curvature_verdict}")
+    if crit is not None:
+        console.print(f"critical points reached by BFGS (moved {crit.moved_x:.3g} from x, "
+                      f"{crit.moved_y:.3g} from y): x* is {crit.verdict} relative to y*; "
+                      f"{crit.message}")
     _print_notes(notes)
 
 
