@@ -102,11 +102,26 @@ def _load_state_dict(path: Path) -> dict:
         import torch
     except ImportError as err:
         raise UsageError("reading .pt files needs PyTorch: pip install flatminima[torch]") from err
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a pickled model, or anything but tensors, is not loaded
+        raise UsageError(f"{str(path)!r} is not a state_dict ({type(err).__name__} when loading "
+                         f"it as tensors only); save one with torch.save(model.state_dict(), "
+                         f"path)") from None
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise UsageError(f"{str(path)!r} is not a state_dict (a dict of tensors); save one with "
                          "torch.save(model.state_dict(), path)")
     return {k: v.detach().double().numpy() for k, v in state.items()}
+
+
+def _batch_note(batch: Path | None) -> str:
+    """What the --batch file holds, for an error of the loss on it."""
+    if batch is None:
+        return ""
+    try:
+        return f"; --batch {batch} holds {_shape_of(load_point(batch, '--batch'))}"
+    except UsageError:
+        return ""
 
 
 def _shape_of(point) -> str:
@@ -173,7 +188,7 @@ def measure(loss: str = typer.Option(..., help="module:function, loss(params[, b
         flat, unravel = ravel_pytree(point)
         g = ravel_pytree(jax.grad(lambda v: f(unravel(v)))(flat))[0]
     except (ValueError, TypeError) as err:
-        _fail(f"{err} (--x {x} holds {_shape_of(point)})")
+        _fail(f"{err} (--x {x} holds {_shape_of(point)}{_batch_note(batch)})")
     notes = _notes(caught)
     fx = float(f(point))
     gnorm = float(np.abs(g).sum() if norm == "linf" else np.linalg.norm(g))
@@ -234,7 +249,7 @@ def compare_cmd(loss: str = typer.Option(..., help="module:function, loss(params
             warnings.simplefilter("always")
             res = compare(f, px, py, radii, norm=nrm, critical=critical)
     except (ValueError, TypeError) as err:
-        _fail(f"{err} (--x {x} holds {_shape_of(px)})")
+        _fail(f"{err} (--x {x} holds {_shape_of(px)}{_batch_note(batch)})")
     notes = [note.replace("pass critical=True", "pass --critical") for note in _notes(caught)]
     crit = res.critical
     payload = {"verdict": res.verdict, "reason": res.reason, "leading_order": res.leading,
