@@ -118,6 +118,14 @@ def dense_hessian(obj: Objective, y: Array) -> Array:
     return H
 
 
+def _dense_top_eigenpairs(obj: Objective, y: Array, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` largest eigenvalues of the dense Hessian (descending) and their
+    eigenvectors (rows)."""
+    vals, vecs = np.linalg.eigh(np.asarray(dense_hessian(obj, y)))
+    order = np.argsort(vals)[::-1][:k]
+    return vals[order], vecs[:, order].T
+
+
 @dataclass(frozen=True)
 class Krylov:
     """A Lanczos run: orthonormal basis ``Q`` (rows), the tridiagonal ``T = Q H Q'``
@@ -326,17 +334,17 @@ def _rough_top_eigenvectors(obj: Objective, y: Array, k: int, *, seed: int = 0,
     these are starting points."""
     n = obj.n
     if n <= DENSE_HESSIAN_MAX_N:
-        vals, vecs = np.linalg.eigh(np.asarray(dense_hessian(obj, y)))
-        return vecs[:, np.argsort(vals)[::-1][:k]].T, n
+        return _dense_top_eigenpairs(obj, y, k)[1], n
     op = hessian_operator(obj, y)
 
     def converged(kr: Krylov) -> bool:
         if kr.breakdowns or len(kr.alpha) <= k:
             return False
-        lam, est = kr.estimates(k + 1)
+        lam, est = kr.estimates(k + 1)  # ascending
         floor = op.noise_rtol * kr.scale
         size = np.maximum(np.abs(lam), floor)
-        gap = np.array([np.min(np.abs(np.delete(lam, i) - lam[i])) for i in range(len(lam))])
+        step = np.diff(lam)
+        gap = np.minimum(np.append(np.inf, step), np.append(step, np.inf))
         value_error = est**2 / np.maximum(gap, floor)
         top = slice(1, None)  # the k largest (ascending order: the first is the (k+1)-th)
         return bool(np.all(est[top] <= rtol * size[top])
@@ -358,9 +366,8 @@ def top_eigenpairs(obj: Objective, y: Array, k: int, *, seed: int = 0,
     residual is above ``max(rtol |theta|, noise)``."""
     n = obj.n
     if n <= DENSE_HESSIAN_MAX_N:
-        vals, vecs = np.linalg.eigh(np.asarray(dense_hessian(obj, y)))
-        order = np.argsort(vals)[::-1][:k]
-        return jnp.asarray(vals[order]), jnp.asarray(vecs[:, order].T)
+        vals, vecs = _dense_top_eigenpairs(obj, y, k)
+        return jnp.asarray(vals), jnp.asarray(vecs)
     op = hessian_operator(obj, y)
     rng = np.random.default_rng(seed)
     kr = lanczos(op, rng.standard_normal(n), top_eigenpairs_cost(n), rng)
@@ -384,6 +391,6 @@ def top_eigenvalue(obj: Objective, y: Array, *, seed: int = 0,
     :data:`DENSE_HESSIAN_MAX_N`, else :func:`lanczos_top` to ``rtol`` (relative residual;
     never below what one product resolves; a ``RuntimeWarning`` if not reached)."""
     if obj.n <= DENSE_HESSIAN_MAX_N:
-        return float(top_eigenpairs(obj, y, 1, seed=seed)[0][0]), obj.n
+        return float(_dense_top_eigenpairs(obj, y, 1)[0][0]), obj.n
     top = lanczos_top(hessian_operator(obj, y), rtol=rtol, seed=seed)
     return top.value, top.n_matvecs
