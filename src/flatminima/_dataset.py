@@ -30,6 +30,7 @@ from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from ._objective import torch_to_numpy
 from ._x64 import float64_methods
 
 Array = jax.Array
@@ -127,9 +128,7 @@ def _jit_hvp(spec, groups, params, v):
 
 
 def _to_numpy(leaf: Any) -> np.ndarray:
-    if hasattr(leaf, "detach") and hasattr(leaf, "cpu"):  # a torch tensor
-        leaf = leaf.detach().cpu().numpy()
-    arr = np.asarray(leaf)
+    arr = np.asarray(torch_to_numpy(leaf))
     return arr.astype(np.float64) if np.issubdtype(arr.dtype, np.floating) else arr
 
 

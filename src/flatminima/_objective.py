@@ -61,11 +61,19 @@ class Quadratic:
         return f"Quadratic(n={self.A.shape[0]})"
 
 
-def _from_torch(leaf: Any) -> Any:
-    """A torch tensor as a NumPy copy (detached, on the host); anything else as it is."""
+def torch_to_numpy(leaf: Any) -> Any:
+    """A torch tensor as a NumPy array (detached, on the host; it may share the tensor's
+    memory); anything else as it is."""
     if type(leaf).__module__.startswith("torch") and hasattr(leaf, "detach"):
-        return leaf.detach().cpu().numpy().copy()
+        return leaf.detach().cpu().numpy()
     return leaf
+
+
+def _from_torch(leaf: Any) -> Any:
+    """A torch tensor as a NumPy copy (the point must not change with the user's tensor);
+    anything else as it is."""
+    arr = torch_to_numpy(leaf)
+    return arr.copy() if arr is not leaf else leaf
 
 
 def check_seed(seed: Any) -> int:

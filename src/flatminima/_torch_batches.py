@@ -52,10 +52,10 @@ class Loader:
         if iter(data) is data:
             raise TypeError("data is a one-shot iterator (a generator); pass a DataLoader or "
                             "a list of batches, since every evaluation reads the data again.")
-        if getattr(data, "drop_last", False) and _shuffled(torch, data):
+        self.data, self.shuffled = data, _shuffled(torch, data)
+        if getattr(data, "drop_last", False) and self.shuffled:
             raise ValueError("data shuffles and drops the last incomplete batch, so each pass "
                              "reads different examples; pass drop_last=False or shuffle=False.")
-        self.data, self.shuffled = data, _shuffled(torch, data)
         self.num_batches = self.num_examples = 0
         head: tuple = ()
         for index, batch in enumerate(data):

@@ -144,17 +144,18 @@ class TorchObjective:
             hint = ("; pass train=True to normalize with the batch statistics"
                     if not modes["dropout"] else "")
             warn("the model is in train mode but TorchObjective evaluates it in eval "
-                          f"mode (running statistics, no dropout){hint}.", UserWarning)
+                 f"mode (running statistics, no dropout){hint}.", UserWarning)
         self._loader: Loader | None = None
+        check_loss = partial(self._check_loss, self._vector(self.point()))
         if data is None:
             check_tensors(torch, batch, self.device, "batch[{}]")
-            self._check_loss(batch)
+            check_loss(batch)
             head = batch[0] if batch else None
             self.num_batches = 1
             self.num_examples = (int(head.shape[0]) if isinstance(head, torch.Tensor)
                                  and head.ndim > 0 else None)
         else:
-            self._loader = Loader(torch, data, self.device, self._check_loss)
+            self._loader = Loader(torch, data, self.device, check_loss)
             if self.train and modes["norm"] and self._loader.shuffled:
                 raise ValueError("train=True normalizes with each batch's statistics, and a "
                                  "shuffled loader changes the batches at each pass; pass "
@@ -206,9 +207,10 @@ class TorchObjective:
                 total = [weight * part for part in parts]
         return total
 
-    def _check_loss(self, batch: tuple, index: int | None = None) -> None:
+    def _check_loss(self, flat: Any, batch: tuple, index: int | None = None) -> None:
+        """The loss at the parameters ``flat`` on ``batch`` is a 0-d tensor; an error of
+        ``loss_fn`` there becomes a one-line ``ValueError`` naming the batch and the fix."""
         torch = self._torch
-        flat = self._vector(self.point())
         try:
             with torch.no_grad():
                 loss = self._loss(flat, batch)
