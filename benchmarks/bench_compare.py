@@ -25,7 +25,8 @@ import jax
 import jax.numpy as jnp
 
 import flatminima as fm
-from bench_networks import BATCH, SIZES, batches, digits, loss, timed, trained
+from _timing import timed
+from bench_networks import BATCH, SIZES, batches, digits, loss, trained
 
 
 def main() -> None:

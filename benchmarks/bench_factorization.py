@@ -10,24 +10,13 @@ Run: ``python benchmarks/bench_factorization.py``
 
 from __future__ import annotations
 
-import time
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from _timing import timed
 from flatminima._study import test_matrix
 from flatminima.factorization import MatrixFactorization
-
-
-def timed(fn, repeat=3):
-    fn()  # compile / warm up
-    best = np.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def dense_eigmax(mf, X, Y):
@@ -49,7 +38,7 @@ def main():
     for m, n, k in ((30, 20, 3), (60, 50, 5), (200, 150, 10), (1000, 1000, 20)):
         mf = MatrixFactorization(test_matrix(m, n, k), k)
         X, Y = mf.global_minimizer(np.diag(np.linspace(0.5, 2.0, k)))
-        t_ours, lam = timed(lambda mf=mf, X=X, Y=Y: mf.hessian_eigmax(X, Y))
+        t_ours, lam = timed(lambda mf=mf, X=X, Y=Y: mf.hessian_eigmax(X, Y), repeat=3)
         params = (m + n) * k
         if params <= 4000:
             t_dense, lam_dense = timed(lambda mf=mf, X=X, Y=Y: dense_eigmax(mf, X, Y), repeat=1)
@@ -58,8 +47,8 @@ def main():
         else:
             closed = mf.hessian_eigmax_closed_form(X, Y)
             dense_txt, ratio_txt, err = "   (n/a)", "    n/a", abs(lam - closed) / lam
-        t_bal, _ = timed(lambda mf=mf, X=X, Y=Y: mf.balance(X, Y, method="exact"))
-        t_dbal, _ = timed(lambda X=X, Y=Y: dense_balance(X, Y))
+        t_bal, _ = timed(lambda mf=mf, X=X, Y=Y: mf.balance(X, Y, method="exact"), repeat=3)
+        t_dbal, _ = timed(lambda X=X, Y=Y: dense_balance(X, Y), repeat=3)
         print(f"{m:5d} {n:5d} {k:3d} {params:7d} {lam:14.10g} {t_ours:8.3f} {dense_txt} {ratio_txt} "
               f"{t_bal:8.4f} {t_dbal:8.4f} {t_dbal / t_bal:7.1f} {err:9.1e}")
     print("ratio = dense time / structured time (higher is better); rel err of eigmax vs the "

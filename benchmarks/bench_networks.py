@@ -50,7 +50,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 import jax
 import jax.flatten_util
@@ -61,6 +60,7 @@ import scipy.sparse.linalg as sla
 from sklearn.datasets import load_digits
 
 import flatminima as fm
+from _timing import timed
 from flatminima.solvers import ProjectedAscent
 
 jax.config.update("jax_enable_x64", True)  # the peers below run outside flatminima's calls
@@ -124,17 +124,6 @@ def twin(params):
 
 def batches(X, y):
     return [(X[a:a + BATCH], y[a:a + BATCH]) for a in range(0, len(y), BATCH)]
-
-
-def timed(fn, repeat=1):
-    """Best wall time of ``repeat`` calls after one warm-up call, and the last result."""
-    out = fn()
-    best = math.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 # --- Auto-PGD (Croce and Hein 2020) as used for sharpness by Andriushchenko et al. 2023 ---
